@@ -1,0 +1,1 @@
+complete --command p2e --no-files --arguments "(env _P2E_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) p2e)" --condition "env _P2E_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) p2e"

@@ -1,0 +1,85 @@
+"""Where output goes: human text and progress on stderr, results on stdout, JSON alone on stdout.
+
+The CLI calls `configure()` once from its global options; everything else prints through here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from rich.console import Console
+
+T = TypeVar("T")
+
+
+@dataclass
+class Mode:
+    json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+
+
+mode = Mode()
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def configure(*, json_output: bool = False, quiet: bool = False, verbose: bool = False) -> None:
+    mode.json, mode.quiet, mode.verbose = json_output, quiet, verbose
+
+
+def info(message: str) -> None:
+    """A human message on stderr; silent under --quiet and --json."""
+    if not (mode.quiet or mode.json):
+        err.print(message)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr; shown even under --json (stdout stays clean), hidden by --quiet."""
+    if not mode.quiet:
+        err.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def result(data: Any, human: Callable[[], None] | None = None) -> None:
+    """Emit a command's result: JSON on stdout under --json, else the human rendering."""
+    if mode.json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+    elif human is not None:
+        human()
+    elif not mode.quiet:
+        out.print(data)
+
+
+@contextmanager
+def progress(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+    """The one progress helper: yields `advance(n=1, **fields)`; fields (e.g. loss) show beside the bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    if mode.quiet or mode.json:
+        yield lambda n=1, **fields: None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(description, total=total, status="")
+
+        def advance(n: int = 1, **fields: Any) -> None:
+            status = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+            bar.update(task, advance=n, **({"status": status} if fields else {}))
+
+        yield advance
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Iterate with a progress bar (see `progress`)."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    with progress(description, total) as advance:
+        for item in items:
+            yield item
+            advance()

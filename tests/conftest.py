@@ -1,0 +1,63 @@
+"""Shared fixtures: a fresh registry home per test, and the real CLI in-process or as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from p2e_cli import console
+from p2e_cli.registry import set_home
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "home"
+    monkeypatch.setenv("P2E_HOME", str(path))
+    set_home(None)
+    yield path
+    set_home(None)
+    console.configure()
+
+
+@pytest.fixture
+def cli(home, capsys):
+    """Run the CLI in-process (fast): cli("ls", "--json") -> Result."""
+    from p2e_cli.cli import main
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        set_home(None)
+        console.configure()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def p2e_subprocess(*args: str, home: Path, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "P2E_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "p2e_cli", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture
+def p2e(home):
+    """Run the real CLI as a subprocess: p2e("ls", "--json") -> CompletedProcess."""
+    return lambda *args, **kw: p2e_subprocess(*args, home=home, **kw)
