@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -25,7 +25,7 @@ SPLITS = ("train", "heldout")
 _BY_NAME = {e.name: e for e in EFFECTS}
 
 __all__ = ["EFFECTS", "Effect", "FAMILIES", "SPLITS", "effects", "effect_names", "families", "get_effect",
-           "frame", "render", "sample_params"]
+           "frame", "render", "sample_params", "sheet"]
 
 
 def _check_split(split: str) -> None:
@@ -109,3 +109,27 @@ def sample_params(effect: str | Effect, rng: np.random.Generator | int | None = 
             target = target[part]
         target[leaf] = value
     return params
+
+
+def sheet(rows: list[tuple[str | Effect, str]], labels: list[str] | None = None, size: int = 64, frames: int = 17,
+          columns: int = 9, panels: int = 1, advance: Callable[[], None] | None = None) -> np.ndarray:
+    """A contact sheet image (H, W, 3) uint8: one row per (effect, photo) pair showing `columns`
+    evenly spaced frames of its clip, labelled, split into `panels` side-by-side columns.
+    `advance` is called after each row is rendered (a progress bar)."""
+    import math
+
+    from ..photos import load_photo
+    from ..video import contact_sheet
+
+    clips = []
+    for effect, photo in rows:
+        clips.append(render(effect, load_photo(photo, size), frames))
+        if advance:
+            advance()
+    labels = labels or [get_effect(effect).name for effect, _ in rows]
+    per_panel = math.ceil(len(clips) / panels)
+    parts = [contact_sheet(clips[i:i + per_panel], labels[i:i + per_panel], max_columns=columns)
+             for i in range(0, len(clips), per_panel)]
+    height, gap = max(p.shape[0] for p in parts), 12
+    parts = [np.pad(p, ((0, height - p.shape[0]), (0, gap), (0, 0)), constant_values=255) for p in parts]
+    return np.concatenate(parts, axis=1)[:, :-gap]

@@ -89,8 +89,9 @@ _HELDOUT_HUES = {"orange": 30, "purple": 270}
 
 
 def _hue_prompts(colour: str) -> list[str]:
+    article = "an" if colour[0] in "aeiou" else "a"
     return [f"everything turns {colour}", f"the colours shift to {colour}", f"the scene is washed in {colour}",
-            f"a {colour} tint spreads over the image", f"hue shift to {colour}",
+            f"{article} {colour} tint spreads over the image", f"hue shift to {colour}",
             f"the whole picture becomes {colour}-toned", f"recoloured entirely in shades of {colour}"]
 
 
