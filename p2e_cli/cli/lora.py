@@ -1,15 +1,149 @@
-"""p2e lora: loRA files: inspect, convert, import, mix."""
+"""p2e lora: LoRA files: inspect, convert, import, mix."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
 
-from .pending import placeholders
+from .. import console
+from ..errors import P2EError
+from ..registry import open_registry
+from .pending import placeholder
 
 app = typer.Typer(name="lora", help="LoRA files: inspect, convert, import, mix.", no_args_is_help=True)
 
-placeholders(app, "Wan bases, LoRA files and render (issue 4)", [
-    ('inspect', "Show a LoRA file's format, rank, alpha, layers and metadata.", 'p2e lora inspect melt.safetensors'),
-    ('convert', 'Convert between diffusers, wan, comfyui and musubi layouts.', 'p2e lora convert melt.safetensors --to comfyui -o melt_comfy.safetensors'),
-    ('import', 'Register a LoRA file (e.g. a community effect LoRA).', 'p2e lora import melt.safetensors --effect melt'),
-])
+
+def compatibility(lora: Any, bases: list[Any]) -> list[dict[str, Any]]:
+    """For each base record: does the LoRA fit it, and what would be skipped or is wrong."""
+    from ..lora_io import check_against_base
+    from ..wan import base_config, parameter_shapes
+
+    report = []
+    for base in bases:
+        problems, skipped = check_against_base(lora, parameter_shapes(base_config(base)))
+        report.append({"base": base.name, "compatible": not problems, "problems": problems[:20],
+                       "n_problems": len(problems), "skipped": skipped})
+    return report
+
+
+def _print_inspect(info: dict[str, Any]) -> None:
+    out = console.out
+    out.print(f"[bold]{info['path']}[/bold]")
+    out.print(f"format {info['format']}, {info['layers']} LoRA layers, rank {'/'.join(map(str, info['ranks']))}, "
+              f"alpha {'/'.join(f'{a:g}' for a in info['alphas'])}, dtype {info['dtype']}")
+    if info["module_types"]:
+        out.print("module types: " + ", ".join(f"{k} x{v}" for k, v in info["module_types"].items()))
+    for name, shape in info["diffs"].items():
+        out.print(f"full delta: {name} {tuple(shape)}")
+    if info["block_norms"]:
+        out.print("‖ΔW‖ per block: " + "  ".join(f"{b}: {n:.4g}" for b, n in info["block_norms"].items()))
+    for c in info["compatibility"]:
+        if c["compatible"]:
+            extra = f" (skips {len(c['skipped'])} image-projection layers)" if c["skipped"] else ""
+            out.print(f"[green]fits base {c['base']}[/green]{extra}")
+        else:
+            out.print(f"[red]does not fit base {c['base']}[/red]: {'; '.join(c['problems'][:3])}"
+                      + (f" (+{c['n_problems'] - 3} more)" if c["n_problems"] > 3 else ""))
+    for key, value in sorted(info["metadata"].items()):
+        out.print(f"[dim]{key}[/dim] = {value if len(value) < 200 else value[:200] + '...'}")
+
+
+@app.command("inspect")
+def inspect(file: str = typer.Argument(..., help="LoRA .safetensors file, or a registry LoRA id/name."),
+            base: Optional[str] = typer.Option(None, "--base", help="Check compatibility with this base only "
+                                                                     "(default: every registered base).")) -> None:
+    """Show a LoRA file's format, ranks, alpha, layers, full deltas, metadata, per-block ‖ΔW‖ and base compatibility.
+
+    Example: p2e lora inspect melt.safetensors --json
+    """
+    from ..lora_io import summary
+    from ..render import resolve_lora
+    from ..wan import resolve_base
+
+    reg = open_registry()
+    resolved = resolve_lora(file, reg)
+    bases = [resolve_base(base)] if base else reg.ls("base")
+    info = {**summary(resolved.lora), "path": str(resolved.path), "sha256": resolved.sha256,
+            "compatibility": compatibility(resolved.lora, bases)}
+    console.result(info, lambda: _print_inspect(info))
+
+
+@app.command("convert")
+def convert(file: Path = typer.Argument(..., help="LoRA .safetensors file in any layout p2e reads."),
+            to: str = typer.Option(..., "--to", help="Target layout: diffusers, wan, comfyui or musubi."),
+            output: Path = typer.Option(..., "-o", "--output", help="Output .safetensors file.")) -> None:
+    """Convert a LoRA between diffusers, wan, comfyui and musubi layouts (alpha and ΔW kept exactly).
+
+    Example: p2e lora convert melt.safetensors --to comfyui -o melt_comfy.safetensors
+    """
+    from ..lora_io import WRITE_FORMATS, convert_lora, read_lora
+
+    if to not in WRITE_FORMATS:
+        raise P2EError(f"unknown layout {to!r}", hint=f"--to one of: {', '.join(WRITE_FORMATS)}")
+    if output.exists() and output.resolve() == file.resolve():
+        raise P2EError("refusing to overwrite the input file", hint="give another -o")
+    source_format = read_lora(file).format
+    convert_lora(file, to, output)
+    console.result({"input": str(file), "from": source_format, "to": to, "output": str(output)},
+                   lambda: console.info(f"wrote {output} ({source_format} -> {to})"))
+
+
+@app.command("import")
+def import_(file: Path = typer.Argument(..., help="LoRA .safetensors file (e.g. a community effect LoRA)."),
+            name: Optional[str] = typer.Option(None, "--name", help="Registry name (default: the file's stem)."),
+            effect: Optional[str] = typer.Option(None, "--effect", help="The effect it shows (an effect name)."),
+            base: Optional[str] = typer.Option(None, "--base", help="Validate against this base and record it."),
+            kind: str = typer.Option("imported", "--kind", help="imported, or reference (needs --effect).")) -> None:
+    """Register a LoRA file in the registry (validated, stored as is) as an imported or reference LoRA.
+
+    Example: p2e lora import melt.safetensors --effect melt --kind reference --base wan21
+    """
+    from ..files import readable_file
+    from ..lora_io import fit_to_base, read_lora
+    from ..wan import base_config, parameter_shapes, resolve_base
+
+    if kind not in ("imported", "reference"):
+        raise P2EError(f"--kind must be imported or reference, not {kind!r}")
+    if kind == "reference" and not effect:
+        raise P2EError("a reference LoRA needs --effect NAME", hint="or import it with --kind imported")
+    readable_file(file, "LoRA file")
+    lora = read_lora(file)
+    reg = open_registry()
+    parents, skipped, base_data = [], [], {}
+    if base:
+        record = resolve_base(base)
+        _, skipped = fit_to_base(lora, parameter_shapes(base_config(record)), what=f"base {record.name}")
+        parents.append(record.id)
+        base_data = {"base": record.name, "layer_table": record.data["layer_table"]}
+        if skipped:
+            console.warn(f"base {record.name} has no image projections: {len(skipped)} layer(s) will be skipped when rendering")
+    if effect:
+        effect_record = reg.find("effect", effect)
+        if effect_record is not None:
+            parents.append(effect_record.id)
+        else:
+            console.warn(f"effect {effect!r} is not in the registry; recorded by name only")
+    with reg.artifact(".safetensors") as pending:
+        pending.path.write_bytes(file.read_bytes())
+    data = {"source": str(file.resolve()), "format": lora.format, "rank": lora.rank, "alpha": lora.alpha,
+            "ranks": lora.ranks, "n_layers": len(lora.layers), "diffs": sorted(lora.diffs), "effect": effect,
+            "prompt": lora.p2e("prompt") or lora.metadata.get("modelspec.trigger_phrase"), **base_data}
+    record = reg.add("lora", name=name or _name_from(file), subkind=kind, data=data, parents=parents,
+                     files={"lora": pending.ref})
+    console.result({**record.to_json(), "skipped": skipped},
+                   lambda: console.info(f"imported {file} as {record.label} ({record.id}, {kind}, {lora.format}, "
+                                        f"rank {lora.rank}, {len(lora.layers)} layers)"))
+
+
+def _name_from(file: Path) -> str:
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.+-]+", "-", file.stem).strip("-.") or "lora"
+    return name[:100]
+
+
+placeholder(app, "mix", "Mix several LoRAs into one (canonical SVD of the weighted sum).",
+            "p2e lora mix melt.safetensors:0.5 spin.safetensors:0.5 -o melt_spin.safetensors",
+            "canon, spectrum analysis and mixing (issue 8)")
