@@ -148,8 +148,9 @@ def load_clip(reg: Registry, clip: Record | str) -> np.ndarray:
     return np.asarray(frames, dtype=np.uint8)
 
 
-def remove_clips(reg: Registry, refs: Iterable[str]) -> list[Record]:
-    """Remove clips named by id (prefix) or, for an effect name, all that effect's clips."""
+def remove_clips(reg: Registry, refs: Iterable[str], force: bool = False) -> list[Record]:
+    """Remove clips named by id (prefix) or, for an effect name, all that effect's clips. A clip
+    that other records descend from (e.g. a LoRA trained on it) is kept unless `force`."""
     targets: dict[str, None] = {}
     for ref in refs:
         effect = reg.find("effect", ref)
@@ -157,7 +158,7 @@ def remove_clips(reg: Registry, refs: Iterable[str]) -> list[Record]:
             targets.update(dict.fromkeys(r.id for r in list_clips(reg, effect=ref)))
         else:
             targets[reg.get(ref, "clip").id] = None
-    return [reg.rm(clip_id) for clip_id in targets]
+    return [reg.rm(clip_id, force=force) for clip_id in targets]
 
 
 # -- synth ------------------------------------------------------------------------------------------
@@ -181,8 +182,8 @@ def select_effects(names: Iterable[str] | None = None, split: str = "train") -> 
 
 def synth_clip(effect: fx.Effect, index: int, seed: int, frames: int = 17, size: tuple[int, int] = (64, 64),
                photos: str = "train") -> tuple[np.ndarray, dict[str, Any]]:
-    """Clip `index` of an effect: a random photo of the split, a random view of it, jittered params,
-    a training paraphrase. Deterministic in (effect name, index, seed, frames, size, photos), and
+    """Clip `index` of an effect: a random photo of the split ("train" | "heldout"), a random view
+    of it, jittered params, a training paraphrase. Deterministic in (effect name, index, seed, frames, size, photos), and
     independent of which other effects are synthesised in the same run."""
     rng = np.random.default_rng([seed, zlib.crc32(effect.name.encode()), index])
     photo = str(rng.choice(photo_names(photos)))
@@ -191,14 +192,10 @@ def synth_clip(effect: fx.Effect, index: int, seed: int, frames: int = 17, size:
     caption = str(rng.choice(effect.prompts))
     clip = fx.render(effect, random_view(photo, size, view_seed), frames, params)
     data = {"effect": effect.name, "caption": caption, "caption_split": "train", "source": "synth",
-            "photo": photo, "photo_split": photos if photos != "all" else _photo_split(photo),
+            "photo": photo, "photo_split": photos,
             "effect_split": effect.split, "params": params, "seed": seed, "index": index, "view_seed": view_seed,
             "frames": frames, "height": size[0], "width": size[1], "fps": SYNTH_FPS}
     return clip, data
-
-
-def _photo_split(name: str) -> str:
-    return "heldout" if name in photo_names("heldout") else "train"
 
 
 def synth(reg: Registry, selection: list[fx.Effect], clips_per_effect: int = 8, frames: int = 17,
@@ -346,9 +343,10 @@ def find_candidates(path: Path) -> list[Candidate]:
 
 
 def add_clips(reg: Registry, path: Path, effect: str, fps: float | None = DEFAULT_FPS, max_frames: int = 17,
-              size: tuple[int, int] = (64, 64), candidates: list[Candidate] | None = None,
+              size: tuple[int, int] = (64, 64), heldout: bool = False, candidates: list[Candidate] | None = None,
               advance: Progress | None = None) -> AddReport:
     """Ingest real clips from a folder or manifest (`candidates`: its `find_candidates`, if already found).
+    With `heldout` the clips are for validation only (photo_split "heldout"), never trained on.
 
     Each valid clip is normalised (see `normalise`), hashed and stored; clips already in the registry
     are reported as existing. Invalid ones are skipped with a reason. Raises P2EError (exit 2) when
@@ -385,7 +383,8 @@ def add_clips(reg: Registry, path: Path, effect: str, fps: float | None = DEFAUL
                 report.existing.append(reg.get(known[digest], "clip"))
             else:
                 parent = parent or real_effect_record(reg, effect)
-                data = {"effect": effect, "caption": candidate.caption, "source": "real", "photo_split": "train",
+                data = {"effect": effect, "caption": candidate.caption, "source": "real",
+                        "photo_split": "heldout" if heldout else "train",
                         "effect_split": parent.data.get("split", "train"), "origin": str(candidate.video.resolve()),
                         "frames": len(clip), "height": size[0], "width": size[1],
                         "fps": fps if fps is not None else round(source_fps * (len(clip) - 1) / max(len(raw) - 1, 1), 3)}

@@ -64,7 +64,8 @@ def add(path: Path = typer.Argument(..., help="Folder of clip.mp4 + clip.txt pai
         fps: str = typer.Option("16", "--fps", help="Resample to this frame rate, or 'fit' to spread the whole clip "
                                 "over --frames."),
         frames: int = typer.Option(17, "--frames", help="Longest clip kept (4k+1): the first frames at --fps."),
-        size: str = typer.Option("64", "--size", help="Frame size after centre crop: 64, or HEIGHTxWIDTH.")) -> None:
+        size: str = typer.Option("64", "--size", help="Frame size after centre crop: 64, or HEIGHTxWIDTH."),
+        heldout: bool = typer.Option(False, "--heldout", help="Validation clips: held out, never trained on.")) -> None:
     """Ingest real clips: validate, normalise (fps, 4k+1 frames, size, centre crop), dedupe.
 
     Example: p2e curate add ./melt_clips --effect melt --fps fit
@@ -83,7 +84,7 @@ def add(path: Path = typer.Argument(..., help="Folder of clip.mp4 + clip.txt pai
     candidates = curate.find_candidates(path)
     reg = open_registry()
     with console.progress("adding clips", total=len(candidates)) as advance:
-        report = curate.add_clips(reg, path, effect, rate, frames, shape, candidates=candidates, advance=advance)
+        report = curate.add_clips(reg, path, effect, rate, frames, shape, heldout, candidates=candidates, advance=advance)
     counts = report.to_json()["counts"]
 
     def human() -> None:
@@ -130,7 +131,8 @@ def ls(effect: Optional[str] = typer.Option(None, "--effect", help="Only clips o
 
 
 @app.command("rm")
-def rm(refs: List[str] = typer.Argument(..., help="Clip ids (or prefixes), or effect names (all their clips).")) -> None:
+def rm(refs: List[str] = typer.Argument(..., help="Clip ids (or prefixes), or effect names (all their clips)."),
+       force: bool = typer.Option(False, "--force", help="Remove clips even when other records descend from them.")) -> None:
     """Remove clips by id, or all clips of an effect.
 
     Example: p2e curate rm melt
@@ -138,7 +140,7 @@ def rm(refs: List[str] = typer.Argument(..., help="Clip ids (or prefixes), or ef
     from .. import curate
     from ..registry import open_registry
 
-    removed = curate.remove_clips(open_registry(), refs)
+    removed = curate.remove_clips(open_registry(), refs, force)
     console.result({"removed": [r.id for r in removed]}, lambda: console.info(f"removed {len(removed)} clip(s)"))
 
 

@@ -84,6 +84,10 @@ def test_remove_clips_by_id_or_effect(reg):
     assert len(curate.remove_clips(reg, ["invert"])) == 2
     assert [r.id for r in reg.ls("clip")] == [report.added[1].id]
     assert reg.doctor()["ok"] and not reg.doctor()["orphans"]
+    reg.add("lora", name="trained-on-it", subkind="reference", parents=[report.added[1].id])
+    with pytest.raises(P2EError, match="dependent"):
+        curate.remove_clips(reg, ["melt"])
+    assert len(curate.remove_clips(reg, ["melt"], force=True)) == 1
 
 
 def test_normalise_resamples_fps_trims_to_4k_plus_1_and_centre_crops():
@@ -137,8 +141,9 @@ def test_add_reads_a_jsonl_manifest_and_refuses_when_nothing_is_valid(reg, clip_
         json.dumps({"video": "clips/missing.mp4", "caption": "gone"}),
         json.dumps({"video": "clips/short.mp4"}),
     ]) + "\n")
-    report = curate.add_clips(reg, manifest, "my-spin", fps=None, max_frames=9, size=(16, 24))
+    report = curate.add_clips(reg, manifest, "my-spin", fps=None, max_frames=9, size=(16, 24), heldout=True)
     assert len(report.added) == 1 and report.added[0].data["frames"] == 9
+    assert curate.list_clips(reg, "my-spin", photos="heldout") == report.added
     assert len(report.skipped) == 3 and "not JSON" in report.skipped[0]["reason"]
     assert reg.get("effect:my-spin").data["source"] == "real"
     empty = tmp_path / "empty"
