@@ -211,6 +211,14 @@ class Registry:
     def path(self, ref: FileRef) -> Path:
         return self.home / ref.path
 
+    def folder(self, *parts: str) -> Path:
+        """A managed folder under the home (caches, worlds), created on demand. Parts are validated."""
+        for part in parts:
+            validate_name(part, "folder name")
+        path = self.home.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     # -- records -----------------------------------------------------------------------------
 
     def add(self, kind: str, *, name: str | None = None, key: str | None = None, subkind: str | None = None,
