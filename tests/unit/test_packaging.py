@@ -1,7 +1,10 @@
 """A non-editable install only ships the packages pyproject.toml lists: keep the list complete."""
 
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[2]
 
