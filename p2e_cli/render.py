@@ -151,16 +151,45 @@ class RenderParams:
                 "negative_prompt": self.negative_prompt}
 
 
+def resolve_device(name: str | None) -> str:
+    """A torch device name: the given one (checked), else cuda when available, else cpu."""
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise P2EError(f"unknown device {name!r}", hint="e.g. --device cpu or --device cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise P2EError(f"--device {name}: no CUDA GPU is available", hint="use --device cpu")
+    return name
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def parse_dtype(name: str | None) -> Any:
+    import torch
+
+    if name is None:
+        return None
+    if name not in DTYPES:
+        raise P2EError(f"unknown dtype {name!r}", hint=f"one of: {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
 class Renderer:
     """One loaded base pipeline that renders clips with any set of LoRAs."""
 
-    def __init__(self, base: Record | Path | str, dtype: Any = None):
+    def __init__(self, base: Record | Path | str, dtype: Any = None, device: str | None = None):
         self.base = base
         self.path = base_path(base)
         self.name = getattr(base, "name", None) or str(self.path)
         self.settings = base_settings(base)
-        console.info(f"loading base {self.name} from {self.path}")
-        self.pipe = load_pipeline(base, dtype)
+        self.device = resolve_device(device)
+        console.info(f"loading base {self.name} from {self.path} on {self.device}")
+        self.pipe = load_pipeline(base, dtype, self.device)
         if self.settings.get("flow_shift") is not None:
             self.pipe.scheduler = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config,
                                                                        flow_shift=self.settings["flow_shift"])
@@ -292,7 +321,7 @@ def _added_deltas(pipe: Any, items: list[tuple[str, dict[str, Any], float]]) -> 
                 for name, diff in diffs.items():
                     parameter = _parameter(model, name)
                     saved.setdefault((expert, name), parameter.detach().clone())
-                    parameter.add_(scale * diff.to(parameter.dtype))
+                    parameter.add_(scale * diff.to(parameter.device, parameter.dtype))
         yield
     finally:
         with torch.no_grad():

@@ -279,9 +279,11 @@ def quiet_libraries() -> Iterator[None]:
         yield
 
 
-def load_pipeline(base: Record | Path | str, dtype: torch.dtype | None = None):
+def load_pipeline(base: Record | Path | str, dtype: torch.dtype | None = None, device: str | None = None):
     """Load a base with diffusers' own WanImageToVideoPipeline, from local files only. Whatever
-    model_index.json names is what loads (a MiniLM BertModel text encoder works as well as UMT5)."""
+    model_index.json names is what loads (a MiniLM BertModel text encoder works as well as UMT5).
+    `dtype` (default float32) applies to the transformers and text encoder; the VAE and the CLIP
+    image encoder stay float32 in any case, as Wan's own examples load them. `device` e.g. "cuda"."""
     import torch
 
     path = base_path(base)
@@ -294,6 +296,11 @@ def load_pipeline(base: Record | Path | str, dtype: torch.dtype | None = None):
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise P2ERuntimeError(f"cannot load the Wan pipeline at {path}: {str(e).splitlines()[0]}",
                               hint="check the folder is a complete diffusers Wan I2V model") from e
+    for component in (pipe.vae, pipe.image_encoder):
+        if component is not None:
+            component.to(torch.float32)
+    if device is not None:
+        pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

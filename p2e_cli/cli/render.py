@@ -36,13 +36,17 @@ def render(
     batch: Optional[Path] = typer.Option(None, "--batch", help="Render every image in this folder."),
     preview: bool = typer.Option(False, "--preview", help="Also write LORA.webp beside each LoRA file (the sidecar preview LoRA managers show)."),
     fps: Optional[int] = typer.Option(None, "--fps", help="Frames per second of video outputs (default: the base's)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 (default), bfloat16 or float16 for the "
+                                                              "transformers and text encoder; the VAE stays float32."),
 ) -> None:
     """Render a Wan image-to-video clip, optionally with LoRAs (applied as peft adapters).
 
     Example: p2e render img.png --lora melt.safetensors -o melt.mp4
     """
     from ..registry import open_registry
-    from ..render import RenderParams, Renderer, image_paths, lora_prompt, parse_size, record_render, resolve_lora
+    from ..render import (RenderParams, Renderer, image_paths, lora_prompt, parse_dtype, parse_size, record_render,
+                          resolve_lora)
     from ..video import read_image
     from ..wan import resolve_base
 
@@ -61,7 +65,7 @@ def render(
     reg = open_registry()
     record = resolve_base(base)
     loras = [resolve_lora(spec, reg) for spec in lora]
-    renderer = Renderer(record)
+    renderer = Renderer(record, parse_dtype(dtype), device)
     for item in loras:
         renderer.check(item)
     params = renderer.resolve_params(RenderParams(

@@ -153,7 +153,11 @@ def test_render_errors_are_bad_input(cli, bases, files, tmp_path, home):
         "neither a file nor a LoRA": ("render", image, "--base", "t21", "--lora", "nothing-here"),
         "give one IMAGE or --batch": ("render", "--base", "t21"),
         "no low-noise expert": ("render", image, "--base", "t21", "--lora", f"{melt}@low"),
+        "unknown device": ("render", image, "--base", "t21", "--device", "gpu"),
+        "unknown dtype": ("render", image, "--base", "t21", "--dtype", "float8"),
     }
+    if not torch.cuda.is_available():
+        cases["no CUDA GPU"] = ("render", image, "--base", "t21", "--device", "cuda")
     wide = LoraFile({"blocks.0.attn1.to_q": LoraLayer(torch.zeros(2, 64), torch.zeros(64, 2), 2.0)})
     cases["does not fit base t21"] = ("render", image, "--base", "t21", "--lora",
                                       write_lora(tmp_path / "wide.safetensors", wide))
