@@ -191,12 +191,14 @@ def _check_safetensors(path: Path) -> None:
     """Refuse pickles and anything that is not a safetensors file, before any parsing."""
     with open(path, "rb") as f:
         head = f.read(9)
-    size = path.stat().st_size
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+    # a safetensors file starts with its header length (u64 little-endian) and then '{'; that test
+    # comes first, since the length's low byte may be anything, 0x80 (pickle's opcode) included
+    if len(head) == 9 and struct.unpack("<Q", head[:8])[0] + 8 <= path.stat().st_size and head[8:9] == b"{":
+        return
+    if head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
         raise P2EError(f"{path} is a pickle / PyTorch checkpoint; p2e never loads pickles (they can run code)",
                        hint="convert it to .safetensors with a tool you trust, then retry")
-    if len(head) < 9 or struct.unpack("<Q", head[:8])[0] + 8 > size or head[8:9] != b"{":
-        raise P2EError(f"{path} is not a safetensors file", hint="LoRA files must be .safetensors")
+    raise P2EError(f"{path} is not a safetensors file", hint="LoRA files must be .safetensors")
 
 
 def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

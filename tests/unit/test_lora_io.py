@@ -261,6 +261,21 @@ def bad_file(tmp_path, tensors, name="bad.safetensors"):
     return path
 
 
+def test_a_header_length_ending_in_0x80_is_not_mistaken_for_a_pickle(tmp_path):
+    import struct
+
+    path = tmp_path / "lucky.safetensors"
+    tensors = {"transformer.blocks.0.attn1.to_q.lora_A.weight": torch.ones(2, 24),
+               "transformer.blocks.0.attn1.to_q.lora_B.weight": torch.ones(24, 2)}
+    pad = 0
+    for _ in range(2):  # pad the metadata until the header length's low byte is pickle's 0x80
+        save_file(tensors, str(path), metadata={"pad": "x" * pad})
+        length = struct.unpack("<Q", path.read_bytes()[:8])[0]
+        pad += (0x80 - length) % 256
+    assert path.read_bytes()[0] == 0x80
+    assert read_lora(path).rank == 2
+
+
 def test_bad_files_are_clear_errors_naming_the_key(tmp_path):
     a, b = torch.randn(4, 24), torch.randn(24, 4)
     pickle = tmp_path / "evil.safetensors"
