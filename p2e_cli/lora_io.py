@@ -581,6 +581,27 @@ def adapter_state_dict(lora: LoraFile) -> tuple[dict[str, torch.Tensor], dict[st
     return state, rest
 
 
+def lora_from_model(model: Any, adapter_name: str = "default") -> LoraFile:
+    """The LoRA a peft adapter holds inside a model (e.g. one just trained), with alpha taken from
+    the layer's own scaling (alpha = scaling · rank, so rsLoRA and patterns come out right)."""
+    layers: dict[str, LoraLayer] = {}
+    diffs: dict[str, torch.Tensor] = {}
+    for name, module in model.named_modules():
+        lora_a = getattr(module, "lora_A", None)
+        if lora_a is None or adapter_name not in lora_a:
+            continue
+        name = name.removeprefix("base_model.model.")
+        a = lora_a[adapter_name].weight.detach().cpu().clone()
+        b_layer = module.lora_B[adapter_name]
+        scaling = float(module.scaling[adapter_name])
+        layers[name] = LoraLayer(a, b_layer.weight.detach().cpu().clone(), scaling * a.shape[0])
+        if getattr(b_layer, "bias", None) is not None and bool(b_layer.bias.any()):
+            diffs[f"{name}.bias"] = b_layer.bias.detach().cpu() * scaling
+    if not layers:
+        raise P2EError(f"the model has no LoRA adapter named {adapter_name!r}")
+    return LoraFile(layers, diffs)
+
+
 def summary(lora: LoraFile) -> dict[str, Any]:
     """What `p2e lora inspect` shows (JSON-ready)."""
     types = Counter(module_type(n) or "other" for n in lora.layers)

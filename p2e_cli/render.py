@@ -99,7 +99,8 @@ def resolve_lora(spec: LoraSpec | str, reg: Registry | None = None) -> ResolvedL
         if "lora" not in record.files:
             raise P2EError(f"registry {record.label} has no LoRA file")
         path = reg.path(record.files["lora"])
-    return ResolvedLora(spec, path, sha256_file(path) if path.is_file() else "", read_lora(path), record)
+    lora = read_lora(path)
+    return ResolvedLora(spec, path, sha256_file(path), lora, record)
 
 
 def lora_prompt(loras: Sequence[ResolvedLora]) -> str:
@@ -195,7 +196,7 @@ class Renderer:
                                                                        flow_shift=self.settings["flow_shift"])
         self.experts = [c for c in ("transformer", "transformer_2") if getattr(self.pipe, c, None) is not None]
         self._shapes: dict[str, dict[str, tuple[int, ...]]] = {}
-        self._adapters: dict[tuple[str, str], tuple[str, dict[str, Any], list[str]]] = {}
+        self._adapters: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
     def shapes(self, expert: str) -> dict[str, tuple[int, ...]]:
         if expert not in self._shapes:
@@ -244,8 +245,9 @@ class Renderer:
         return skipped
 
     def _adapter(self, lora: ResolvedLora, expert: str) -> tuple[str, dict[str, Any]]:
-        """Load a LoRA into one expert once (keyed by file hash); return (adapter name, hand diffs)."""
-        key = (lora.sha256 or str(lora.path), expert)
+        """Load a LoRA into one expert once (keyed by file hash); return (adapter name or '' when it
+        has no factors, the deltas peft cannot hold)."""
+        key = (lora.sha256, expert)
         if key not in self._adapters:
             fitted, skipped = fit_to_base(lora.lora, self.shapes(expert), what=f"base {self.name}")
             if skipped:
@@ -257,30 +259,28 @@ class Renderer:
                 with warnings.catch_warnings():  # peft warns on every adapter after the first; several is the point
                     warnings.filterwarnings("ignore", message="Already found a `peft_config`")
                     self.pipe.load_lora_weights(state, adapter_name=name, load_into_transformer_2=expert == "transformer_2")
-            self._adapters[key] = (name, rest, list(state))
-        name, rest, state = self._adapters[key]
-        return (name if state else ""), rest
+            self._adapters[key] = (name if state else "", rest)
+        return self._adapters[key]
 
     def render(self, image: Any, loras: Sequence[ResolvedLora] = (), params: RenderParams | None = None) -> np.ndarray:
         """Render one clip: (T, H, W, 3) uint8."""
         import torch
 
         params = self.resolve_params(params or RenderParams())
-        active: dict[str, tuple[list[str], list[float]]] = {e: ([], []) for e in self.experts}
+        active: dict[str, dict[str, float]] = {e: {} for e in self.experts}  # expert -> adapter -> weight
         hand: list[tuple[str, dict[str, Any], float]] = []
         for lora in loras:
             for expert in self.targets(lora.spec):
                 name, rest = self._adapter(lora, expert)
-                if name:
-                    active[expert][0].append(name)
-                    active[expert][1].append(lora.spec.scale)
+                if name:  # the same file twice adds its scales
+                    active[expert][name] = active[expert].get(name, 0.0) + lora.spec.scale
                 if rest:
                     hand.append((expert, rest, lora.spec.scale))
-        for expert, (names, weights) in active.items():
+        for expert, weights in active.items():
             model = getattr(self.pipe, expert)
-            if names:
+            if weights:
                 model.enable_lora()
-                model.set_adapters(names, weights)
+                model.set_adapters(list(weights), list(weights.values()))
             elif getattr(model, "_hf_peft_config_loaded", False):
                 model.disable_lora()
         width, height = params.size
@@ -418,7 +418,7 @@ class RenderJob:
             clip = renderer.render(self.image, [lora], params)
             rows.append(clip)
             labels.append(lora.label)
-            singles[lora.sha256 or str(lora.path)] = clip
+            singles[lora.sha256] = clip
         write_image(contact_sheet(rows, labels), self.output)
         return rows[-1], singles
 

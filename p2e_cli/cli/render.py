@@ -54,17 +54,16 @@ def render(
         raise P2EError(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     if (image is None) == (batch is None):
         raise P2EError("give one IMAGE or --batch DIR", hint="e.g. p2e render img.png -o out.mp4")
-    if compare and not lora:
-        raise P2EError("--compare needs at least one --lora to compare with")
+    if (compare or preview) and not lora:
+        raise P2EError(f"{'--compare' if compare else '--preview'} needs at least one --lora")
     images = image_paths(batch) if batch is not None else [image]
     for path in images:
         read_image(path)  # every input checked before any slow work
-    suffix = "png" if compare else output_format
-    jobs = _jobs(images, output, suffix, batch is not None, compare)
-
     reg = open_registry()
     record = resolve_base(base)
     loras = [resolve_lora(spec, reg) for spec in lora]
+    jobs = _jobs(images, output, "png" if compare else output_format, batch is not None, compare, loras)
+
     renderer = Renderer(record, parse_dtype(dtype), device)
     for item in loras:
         renderer.check(item)
@@ -74,7 +73,6 @@ def render(
     fps = fps or renderer.settings["fps"]
     results, previews = [], {}
     for job in jobs:
-        job.loras = loras
         start = time.perf_counter()
         clip, singles = job.run(renderer, params, fps)
         seconds = time.perf_counter() - start
@@ -86,10 +84,15 @@ def render(
             previews = _previews(renderer, job, params, clip, singles, fps, reg)
     payload = {"base": renderer.name, **params.to_json(), "loras": [l.to_json() for l in loras], "renders": results,
                "previews": previews}
-    console.result(payload, lambda: [console.info(f"preview {p}") for p in previews.values()])
+
+    def human() -> None:
+        for path in previews.values():
+            console.info(f"wrote preview {path}")
+
+    console.result(payload, human)
 
 
-def _jobs(images: list[Path], output: Path | None, suffix: str, batch: bool, compare: bool) -> list[Any]:
+def _jobs(images: list[Path], output: Path | None, suffix: str, batch: bool, compare: bool, loras: list[Any]) -> list[Any]:
     """Where each image's render goes: -o for one image; for a batch, -o is a folder (default ./renders)."""
     from ..files import check_output_path
     from ..render import RenderJob
@@ -102,7 +105,7 @@ def _jobs(images: list[Path], output: Path | None, suffix: str, batch: bool, com
         names = [p.stem for p in images]
         if len(set(names)) != len(names):
             raise P2EError(f"two images in {images[0].parent} share a name stem; their outputs would collide")
-        return [RenderJob(p, folder / f"{p.stem}{'_compare' if compare else ''}.{suffix}", compare=compare) for p in images]
+        return [RenderJob(p, folder / f"{p.stem}{'_compare' if compare else ''}.{suffix}", loras, compare) for p in images]
     image = images[0]
     target = output or Path(f"{image.stem}{'_compare' if compare else ''}.{suffix}")
     if compare and target.suffix.lower() != ".png":
@@ -110,7 +113,7 @@ def _jobs(images: list[Path], output: Path | None, suffix: str, batch: bool, com
                        hint=f"use -o {target.with_suffix('.png').name}")
     if target.suffix.lower() not in tuple(f".{f}" for f in FORMATS):
         raise P2EError(f"cannot write {target}: use .mp4, .gif, .webp or .png")
-    return [RenderJob(image, check_output_path(target), compare=compare)]
+    return [RenderJob(image, check_output_path(target), loras, compare)]
 
 
 def _previews(renderer: Any, job: Any, params: Any, clip: Any, singles: dict[str, Any], fps: int,
@@ -121,8 +124,7 @@ def _previews(renderer: Any, job: Any, params: Any, clip: Any, singles: dict[str
     previews = {}
     loras = job.loras
     for item in loras:
-        key = item.sha256 or str(item.path)
-        frames = singles.get(key)
+        frames = singles.get(item.sha256)
         if frames is None:
             frames = clip if len(loras) == 1 else renderer.render(job.image, [item], params)
         previews[str(item.path)] = write_preview(item, frames, fps, reg)

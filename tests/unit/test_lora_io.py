@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from p2e_cli.errors import P2EError
 from p2e_cli.lora_io import (LoraFile, LoraLayer, adapter_state_dict, convert_lora, delta_weights, fit_to_base,
-                             read_lora, summary, write_lora)
+                             lora_from_model, read_lora, summary, write_lora)
 from p2e_cli.wan import MODULE_TYPES, layer_table, parameter_shapes
 from tests.wan_helpers import one_thread, picture, random_lora, tiny_base, tiny_pipeline  # noqa: F401
 
@@ -185,6 +185,8 @@ def test_files_saved_by_diffusers_and_peft_load_in_p2e(tmp_path):
     modules = dict(transformer.named_modules())
     for name, delta in delta_weights(lora).items():
         assert torch.allclose(delta, modules[name].get_delta_weight("default"), atol=1e-6), name
+    live = lora_from_model(transformer)  # the same adapter, read from the model instead of the file
+    assert all(torch.equal(live.layers[n].A, l.A) and live.layers[n].alpha == l.alpha for n, l in lora.layers.items())
 
     peft_dir = tmp_path / "peft"
     plain = WanTransformer3DModel.from_pretrained(tiny_base("wan21") / "transformer")
@@ -194,8 +196,10 @@ def test_files_saved_by_diffusers_and_peft_load_in_p2e(tmp_path):
     lora = read_lora(peft_dir / "adapter_model.safetensors")
     assert lora.format == "peft"
     modules = dict(model.base_model.model.named_modules())
+    live = delta_weights(lora_from_model(model))
     for name, delta in delta_weights(lora).items():  # rsLoRA: alpha / sqrt(r), honoured
         assert torch.allclose(delta, modules[name].get_delta_weight("default"), atol=1e-6), name
+        assert torch.allclose(live[name], delta, atol=1e-6), name
 
 
 def run(pipe, seed: int = 0) -> np.ndarray:
