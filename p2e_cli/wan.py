@@ -177,6 +177,12 @@ def check_base_dir(path: Path | str) -> dict[str, Any]:
     if isinstance(index.get("transformer_2"), list) and index["transformer_2"][0] is not None \
             and not (path / "transformer_2" / "config.json").is_file():
         problems.append("transformer_2/config.json is missing")
+    config_file = path / "transformer" / "config.json"
+    if config_file.is_file() and _read_json(config_file, "transformer config").get("image_dim") is not None:
+        for component in ("image_encoder", "image_processor"):  # Wan2.1 I2V conditions on CLIP features
+            spec = index.get(component)
+            if not (isinstance(spec, list) and spec[0] is not None and (path / component).is_dir()):
+                problems.append(f"the transformer takes image features but the {component} component is missing")
     if problems:
         raise P2EError(f"{path} is not a complete Wan I2V base: " + "; ".join(problems),
                        hint="a base needs model_index.json and the transformer, vae, text_encoder, tokenizer and scheduler folders")

@@ -96,6 +96,11 @@ def test_check_base_dir_names_what_is_missing(tmp_path):
     assert "folder vae/ is missing" in e.value.message and "transformer/config.json is missing" in e.value.message
     with pytest.raises(P2EError, match="does not exist"):
         check_base_dir(tmp_path / "nowhere")
+    blind = tmp_path / "blind"
+    shutil.copytree(tiny_base("wan21"), blind)
+    shutil.rmtree(blind / "image_encoder")
+    with pytest.raises(P2EError, match="takes image features but the image_encoder component is missing"):
+        check_base_dir(blind)
 
 
 def test_base_settings(tmp_path):
