@@ -10,7 +10,7 @@ import typer
 from .. import console
 from ..errors import P2EError
 from ..registry import open_registry
-from .pending import placeholder
+from . import mix
 
 app = typer.Typer(name="lora", help="LoRA files: inspect, convert, import, mix.", no_args_is_help=True)
 
@@ -144,6 +144,4 @@ def _name_from(file: Path) -> str:
     return name[:100]
 
 
-placeholder(app, "mix", "Mix several LoRAs into one (canonical SVD of the weighted sum).",
-            "p2e lora mix melt.safetensors:0.5 spin.safetensors:0.5 -o melt_spin.safetensors",
-            "canon, spectrum analysis and mixing (issue 8)")
+mix.register(app)

@@ -191,13 +191,14 @@ def _lora(shapes, rank, seed, alpha):
 def test_canonical_lora_keeps_diffs_and_sets_alpha_to_rank():
     lora = _lora({"blocks.0.attn1.to_q": (12, 12), "blocks.0.ffn.net.0.proj": (20, 12)}, 4, 0, 2.0)
     lora.diffs["blocks.0.attn1.to_q.bias"] = torch.ones(12)
-    canonical, error = canonical_lora(lora)
-    assert error < 1e-6  # float32 storage
+    canonical = canonical_lora(lora)
     for name, layer in canonical.layers.items():
+        source = lora.layers[name]
         assert layer.alpha == 4.0 and layer.A.dtype == torch.float32
-        assert rel(layer.delta().double(), lora.layers[name].delta().double()) < 1e-6
+        assert rel(layer.delta().double(), source.delta().double()) < 1e-6  # float32 storage
+        assert relative_error(source.B, source.A, source.scale, layer.B, layer.A, 1.0) < 1e-6
     assert torch.equal(canonical.diffs["blocks.0.attn1.to_q.bias"], torch.ones(12))
-    again, error = canonical_lora(canonical)
+    again = canonical_lora(canonical)
     assert all(torch.equal(again.layers[n].A, canonical.layers[n].A) and torch.equal(again.layers[n].B, canonical.layers[n].B)
                for n in canonical.layers)
 
