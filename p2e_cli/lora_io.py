@@ -496,7 +496,7 @@ def to_state_dict(lora: LoraFile, fmt: str = "diffusers") -> dict[str, torch.Ten
 
 def lora_metadata(lora: LoraFile, fmt: str, *, kind: str | None = None, base: Any = None, prompt: str | None = None,
                   parents: Iterable[str] = (), title: str | None = None, description: str | None = None,
-                  strength: float = 1.0, tensors: Mapping[str, torch.Tensor] | None = None) -> dict[str, str]:
+                  strength: float | None = None, tensors: Mapping[str, torch.Tensor] | None = None) -> dict[str, str]:
     """The safetensors metadata p2e writes: diffusers' lora_adapter_metadata (native layout only:
     other loaders bake .alpha into the weights, and would scale twice), p2e.*, ModelSpec, kohya ss_*.
     Keys already in `lora.metadata` are kept unless given here. `base` is a base record (or dict
@@ -510,10 +510,13 @@ def lora_metadata(lora: LoraFile, fmt: str, *, kind: str | None = None, base: An
         "p2e.prompt": prompt, "p2e.family": base_data.get("family"),
         "p2e.parents": json.dumps(list(parents)) if parents else None,
         "modelspec.title": title, "modelspec.description": description, "modelspec.trigger_phrase": prompt,
+        "modelspec.usage_hint": f"recommended strength {strength:g}" if strength is not None else None,
     }
     meta.update({k: v for k, v in given.items() if v is not None})
     meta.setdefault("p2e.parents", "[]")
+    meta.setdefault("modelspec.date", datetime.now(timezone.utc).date().isoformat())  # a conversion keeps it
     meta.setdefault("modelspec.title", prompt or (lora.path.stem if lora.path else "p2e LoRA"))
+    meta.setdefault("modelspec.usage_hint", "recommended strength 1")
     meta.update({
         "format": "pt",
         "p2e.version": __version__,
@@ -522,8 +525,6 @@ def lora_metadata(lora: LoraFile, fmt: str, *, kind: str | None = None, base: An
         "modelspec.sai_model_spec": "1.0.0",
         "modelspec.architecture": f"{ARCHITECTURES.get(family, family)}/lora",
         "modelspec.implementation": IMPLEMENTATIONS[fmt],
-        "modelspec.date": datetime.now(timezone.utc).date().isoformat(),
-        "modelspec.usage_hint": f"recommended strength {strength:g}",
         "ss_network_dim": str(lora.rank),
         "ss_network_alpha": f"{lora.alpha:g}",
         "ss_base_model_version": ARCHITECTURES.get(family, family).replace("-", "_"),
