@@ -94,15 +94,14 @@ def canonical_tolerance(dtype: torch.dtype, shape: tuple[int, int, int]) -> floa
     the dtype, and never below the float64 computation's own error, 64·√max(out, in, r)·eps₆₄."""
     import torch
 
-    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float64).eps
-    return max(64 * eps, 64 * math.sqrt(max(shape)) * torch.finfo(torch.float64).eps)
+    return max(64 * torch.finfo(dtype).eps, 64 * math.sqrt(max(shape)) * torch.finfo(torch.float64).eps)
 
 
 def is_canonical(B: torch.Tensor, A: torch.Tensor, alpha: float, rtol: float | None = None) -> bool:
     """True when (B, A, alpha) already is in canonical form to `rtol` (default
     `canonical_tolerance` of B's dtype): alpha = r; BᵀB = A·Aᵀ = diag(s) with s non-increasing,
-    all up to rtol·max(s); and each non-zero column of
-    B has its largest-|entry| (first index on a tie) positive. (BᵀB = S because B = U S^½.)"""
+    all up to rtol·max(s) (B = U S^½ gives BᵀB = S); and each non-zero column of B has its
+    largest-|entry| (first index on a tie) positive."""
     import torch
 
     r = int(A.shape[0])
@@ -149,8 +148,8 @@ def low_rank_norm(B: torch.Tensor, A: torch.Tensor) -> float:
     """‖B·A‖_F without forming B·A: ‖R_B R_Aᵀ‖_F with B = Q_B R_B and Aᵀ = Q_A R_A (float64)."""
     import torch
 
-    _, r_b = torch.linalg.qr(B.detach().to(torch.float64))
-    _, r_a = torch.linalg.qr(A.detach().to(torch.float64).T)
+    _, r_b = torch.linalg.qr(B.detach().to(torch.float64), mode="r")
+    _, r_a = torch.linalg.qr(A.detach().to(torch.float64).T, mode="r")
     return float(torch.linalg.matrix_norm(r_b @ r_a.T))
 
 
