@@ -20,14 +20,17 @@ from torch import nn
 
 
 class StackedLoRA(nn.Module):
-    def __init__(self, base: nn.Linear, n: int, rank: int, alpha: float):
+    def __init__(self, base: nn.Linear, seeds: list[int], rank: int, alpha: float):
         super().__init__()
         self.base = base
         self.rank, self.alpha = rank, alpha
-        self.A = nn.Parameter(torch.empty(n, rank, base.in_features))
-        self.B = nn.Parameter(torch.zeros(n, base.out_features, rank))
-        for i in range(n):  # peft's default: kaiming_uniform_(a=sqrt(5)) on A, zeros on B
-            nn.init.kaiming_uniform_(self.A.data[i], a=math.sqrt(5))
+        # peft's default init: A ~ kaiming_uniform(a=√5) = U(±1/√in), B = 0; one seed per adapter so
+        # an adapter starts the same whichever other adapters share the layer
+        bound = 1 / math.sqrt(base.in_features)
+        self.A = nn.Parameter(torch.stack([
+            (torch.rand(rank, base.in_features, generator=torch.Generator().manual_seed(seed)) * 2 - 1) * bound
+            for seed in seeds]))
+        self.B = nn.Parameter(torch.zeros(len(seeds), base.out_features, rank))
         self.route: torch.Tensor | None = None
         self.weight: torch.Tensor | None = None
 
@@ -41,15 +44,16 @@ class StackedLoRA(nn.Module):
         return y + delta * (self.weight.to(x.dtype) * (self.alpha / self.rank)).view(-1, 1, 1)
 
 
-def inject(model: nn.Module, names: list[str], n: int, rank: int, alpha: float) -> dict[str, StackedLoRA]:
-    """Wrap each named nn.Linear of `model` in a StackedLoRA (in place); freeze everything else."""
+def inject(model: nn.Module, names: list[str], seeds: list[int], rank: int, alpha: float) -> dict[str, StackedLoRA]:
+    """Wrap each named nn.Linear of `model` in a StackedLoRA with one adapter per seed (in place);
+    freeze everything else."""
     model.requires_grad_(False)
     layers = {}
-    for name in names:
+    for index, name in enumerate(names):
         linear = model.get_submodule(name)
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"{name} is {type(linear).__name__}, not nn.Linear")
-        layer = StackedLoRA(linear, n, rank, alpha).to(linear.weight.device)
+        layer = StackedLoRA(linear, [seed + index for seed in seeds], rank, alpha).to(linear.weight.device)
         model.set_submodule(name, layer)
         layers[name] = layer
     return layers

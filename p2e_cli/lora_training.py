@@ -79,7 +79,8 @@ def train_group(transformer, layer_names: list[str], sets: list[EffectSet], cfg:
     from accelerate import Accelerator
 
     accelerator = Accelerator()
-    layers = adapters.inject(transformer, layer_names, len(sets), cfg.rank, cfg.alpha)
+    layers = adapters.inject(transformer, layer_names, [name_seed(cfg.seed, s.name, "init") for s in sets],
+                             cfg.rank, cfg.alpha)
     for i, s in enumerate(sets):
         if s.init is not None:
             adapters.load_factors(layers, i, s.init, s.init_alpha)
@@ -94,40 +95,41 @@ def train_group(transformer, layer_names: list[str], sets: list[EffectSet], cfg:
         optimizer.load_state_dict(resume["optimizer"])
         meta = resume["meta"]
         start = meta["step"]
-    transformer, optimizer = accelerator.prepare(transformer, optimizer)
-    transformer.eval()  # no dropout anywhere; adapters train through autograd alone
+    try:
+        transformer, optimizer = accelerator.prepare(transformer, optimizer)
+        transformer.eval()  # no dropout anywhere; adapters train through autograd alone
 
-    def save(step: int) -> None:
-        if checkpoint is not None:
-            tensors = {f"{n}.{p}": getattr(l, p).detach().contiguous() for n, l in layers.items() for p in ("A", "B")}
-            checkpoint(tensors, optimizer.state_dict(), {**meta, "step": step})
+        def save(step: int) -> None:
+            if checkpoint is not None:
+                tensors = {f"{n}.{p}": getattr(l, p).detach().contiguous() for n, l in layers.items() for p in ("A", "B")}
+                checkpoint(tensors, optimizer.state_dict(), {**meta, "step": step})
 
-    if meta["base_loss"] is None:
-        meta["base_loss"] = evaluate(transformer, layers, sets, weight=0.0)
-    with console.progress(description, total=cfg.steps) as advance, stop_at_step_boundary() as stop_requested:
-        advance(start)
-        for step in range(start, cfg.steps):
-            lr = cosine_lr(step, cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            latents, text, route, sigmas, noise = step_batch(sets, cfg, step, shift)
-            with adapters.routed(layers, route):
-                per_sample = flow_matching_loss(transformer, latents, text, sigmas, noise)
-            loss = per_sample.view(len(sets), cfg.batch_size).mean(1).sum()
-            accelerator.backward(loss)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            if done % cfg.validate_every == 0 or done == cfg.steps:
-                for i, value in enumerate(evaluate(transformer, layers, sets, weight=1.0)):
-                    meta["history"].append({"step": done, "effect": i, "val": value})
-            advance(loss=float(loss) / len(sets))
-            if stop_requested():
-                save(done)
-                console.info(f"interrupted: checkpoint saved at step {done}; continue with --resume")
-                raise KeyboardInterrupt
-            if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                save(done)
-    result = GroupResult([adapters.factors(layers, i) for i in range(len(sets))], meta["base_loss"], meta["history"])
-    adapters.remove(accelerator.unwrap_model(transformer), layers)
-    return result
+        if meta["base_loss"] is None:
+            meta["base_loss"] = evaluate(transformer, layers, sets, weight=0.0)
+        with console.progress(description, total=cfg.steps) as advance, stop_at_step_boundary() as stop_requested:
+            advance(start)
+            for step in range(start, cfg.steps):
+                lr = cosine_lr(step, cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                latents, text, route, sigmas, noise = step_batch(sets, cfg, step, shift)
+                with adapters.routed(layers, route):
+                    per_sample = flow_matching_loss(transformer, latents, text, sigmas, noise)
+                loss = per_sample.view(len(sets), cfg.batch_size).mean(1).sum()
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                done = step + 1
+                if done % cfg.validate_every == 0 or done == cfg.steps:
+                    for i, value in enumerate(evaluate(transformer, layers, sets, weight=1.0)):
+                        meta["history"].append({"step": done, "effect": i, "val": value})
+                advance(loss=loss.item() / len(sets))
+                if stop_requested():
+                    save(done)
+                    console.info(f"interrupted: checkpoint saved at step {done}; continue with --resume")
+                    raise KeyboardInterrupt
+                if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                    save(done)
+    finally:
+        adapters.remove(accelerator.unwrap_model(transformer), layers)
+    return GroupResult([adapters.factors(layers, i) for i in range(len(sets))], meta["base_loss"], meta["history"])

@@ -24,7 +24,8 @@ class OptimConfig:
 
 @dataclass
 class LoraRecipe:
-    """Training one reference LoRA (p2e train lora)."""
+    """Training reference LoRAs (p2e train lora): `batch_size` samples per effect per step, and up
+    to `group_size` effects trained together in one batched pass (--all)."""
 
     kind: Literal["lora"] = "lora"
     base: str = "tiny"
@@ -35,7 +36,9 @@ class LoraRecipe:
                                                          "ffn_in", "ffn_out"])
     steps: int = bounded(300, 1, STEPS_MAX)
     batch_size: int = bounded(8, 1, 4096)
+    group_size: int = bounded(8, 1, 1024)
     clips_per_effect: int = bounded(32, 1, 100_000)
+    val_clips: int = bounded(4, 1, 10_000)
     seed: int = bounded(0, 0, 2**31 - 1)
     validate_every: int = bounded(50, 1, STEPS_MAX)
     checkpoint_every: int = bounded(100, 1, STEPS_MAX)

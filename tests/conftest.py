@@ -61,3 +61,23 @@ def p2e_subprocess(*args: str, home: Path, timeout: float = 120, **kwargs) -> su
 def p2e(home):
     """Run the real CLI as a subprocess: p2e("ls", "--json") -> CompletedProcess."""
     return lambda *args, **kw: p2e_subprocess(*args, home=home, **kw)
+
+
+@pytest.fixture(scope="session")
+def micro_world(tmp_path_factory) -> Path:
+    """A micro Wan world (same code as the tiny one), barely trained: enough for code paths that
+    need a real, trainable base. Built once per test session in a few seconds."""
+    from p2e_cli.recipes import load_recipe
+    from p2e_cli.world.build import build_world
+
+    recipe = load_recipe("world-micro", ["vae.steps=3", "transformer.steps=3", "transformer.corpus_clips=8"])
+    return build_world(recipe, tmp_path_factory.mktemp("world") / "micro")
+
+
+@pytest.fixture
+def micro_base(home, micro_world):
+    """The micro world registered as base `micro` in this test's fresh home."""
+    from p2e_cli.registry import open_registry
+    from p2e_cli.wan import describe_base
+
+    return open_registry().add("base", name="micro", data=describe_base(micro_world))

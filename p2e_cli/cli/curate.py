@@ -9,7 +9,6 @@ import typer
 
 from .. import console
 from ..errors import P2EError
-from .pending import placeholder
 
 app = typer.Typer(name="curate", help="Effect clips: synthesize, add real clips, encode latents.", no_args_is_help=True)
 
@@ -164,5 +163,24 @@ def export(effect: str = typer.Argument(..., help="Effect whose clips to write."
                    lambda: console.info(f"wrote {len(rows)} clip(s) of {effect} to {output} (with metadata.jsonl)"))
 
 
-placeholder(app, "encode", "Cache VAE latents and text embeddings of clips for a base.", "p2e curate encode --base tiny",
-            "the Wan bases, the tiny world and LoRA training (encoding needs a base's VAE and text encoder)")
+@app.command("encode")
+def encode(effect: Optional[str] = typer.Option(None, "--effect", help="Only this effect's clips."),
+           base: Optional[str] = typer.Option(None, "--base", help="Base to encode for (default: tiny)."),
+           photos: str = typer.Option("all", "--photos", help="Clips on train, heldout or all photos.")) -> None:
+    """Cache VAE latents and prompt embeddings of clips for a base (training never re-encodes).
+
+    Example: p2e curate encode --base tiny --effect melt
+    """
+    from ..curate import list_clips
+    from ..encode import encode_clips
+    from ..registry import open_registry
+    from ..wan import resolve_base
+
+    reg = open_registry()
+    record = resolve_base(base)
+    report = encode_clips(reg, record, list_clips(reg, effect, photos))
+    for clip, reason in report.skipped:
+        console.warn(f"skipped clip {clip}: {reason}")
+    console.result(report.to_json(), lambda: console.info(
+        f"encoded {len(report.encoded)} clip(s) for {record.name or record.id}, {len(report.cached)} already cached, "
+        f"{len(report.skipped)} skipped"))

@@ -84,6 +84,11 @@ def test_synth_bad_input_is_exit_2(cli):
     assert cli("curate", "rm", "deadbeef").code == 2
 
 
-def test_encode_is_a_placeholder_until_bases_exist(cli):
-    result = cli("curate", "encode", "--base", "tiny")
-    assert result.code == 1 and "not built yet" in result.stderr
+def test_encode_caches_latents_per_base(cli, micro_base):
+    assert cli("curate", "synth", "--effects", "melt", "-n", "2", "--frames", "5", "--size", "32").code == 0
+    first = cli("curate", "encode", "--base", "micro", "--json")
+    assert first.code == 0, first.stderr
+    report = first.json()
+    assert report["encoded"] == 2 and report["cached"] == 0
+    again = cli("curate", "encode", "--base", "micro", "--effect", "melt", "--json").json()
+    assert again["encoded"] == 0 and again["cached"] == 2

@@ -1,0 +1,228 @@
+"""A LoRA training job, start to finish: gather each effect's clips (synthesising library clips
+that are missing), report the dataset, encode it, keep a `run` record with checkpoints, train in
+batched groups (lora_training.train_group), and write + register one LoRA per effect.
+
+Used by `p2e train lora` (kind reference) and `p2e finetune` (kind finetuned, with --init).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import console
+from . import curate
+from . import effects as fx
+from .encode import EncodeReport, encode_clips, load_encoded
+from .errors import P2EError
+from .lora_io import LoraFile, LoraLayer, write_lora
+from .lora_training import EffectSet, GroupResult, train_group
+from .registry import Record, Registry
+from .schemas import LoraRecipe
+from .wan import base_settings, layer_table, load_pipeline, resolve_base
+
+
+@dataclass
+class EffectData:
+    """What one effect trains and validates on."""
+
+    effect: str
+    prompt: str
+    train: list[Record]
+    val: list[Record]
+    notes: list[str] = field(default_factory=list)
+
+
+def gather(reg: Registry, effect: str, cfg: LoraRecipe, settings: dict[str, Any]) -> EffectData:
+    """Training clips (train photos) and validation clips (held-out photos) of an effect. Library
+    effects get missing clips synthesised; real effects hold out their last clips for validation."""
+    size = tuple(settings["size"][::-1])
+    library = effect in fx.effect_names()
+    notes = []
+    if library:
+        curate.effect_record(reg, effect)
+        for photos, wanted in (("train", cfg.clips_per_effect), ("heldout", cfg.val_clips)):
+            have = len(curate.list_clips(reg, effect, photos))
+            if have < wanted:
+                report = curate.synth(reg, [fx.get_effect(effect)], wanted, settings["frames"], size,
+                                      seed=cfg.seed, photos=photos)
+                notes.append(f"synthesised {len(report.added)} {photos}-photo clips")
+        train = curate.list_clips(reg, effect, "train")
+        val = curate.list_clips(reg, effect, "heldout")[: cfg.val_clips]
+        prompt = fx.get_effect(effect).prompts[0]
+    else:
+        clips = curate.list_clips(reg, effect)
+        if len(clips) < 2:
+            raise P2EError(f"effect {effect!r} has {len(clips)} clip(s); training needs at least 2",
+                           hint="add clips with p2e curate add DIR --effect NAME, or name a library effect (p2e effects ls)")
+        held = max(1, min(cfg.val_clips, len(clips) // 5))
+        train, val = clips[:-held], clips[-held:]
+        notes.append(f"held out the last {held} real clip(s) for validation")
+        prompt = train[0].data.get("caption") or effect
+    if len(train) > cfg.clips_per_effect:
+        notes.append(f"using {cfg.clips_per_effect} of {len(train)} training clips (recipe clips_per_effect)")
+        train = train[: cfg.clips_per_effect]
+    return EffectData(effect, prompt, train, val, notes)
+
+
+def encode_all(reg: Registry, base: Record, pipe, data: list[EffectData]) -> EncodeReport:
+    clips = [c for d in data for c in d.train + d.val]
+    report = encode_clips(reg, base, clips, pipe)
+    skipped = {clip for clip, _ in report.skipped}
+    for d in data:
+        d.train = [c for c in d.train if c.id not in skipped]
+        d.val = [c for c in d.val if c.id not in skipped]
+        if not d.train or not d.val:
+            raise P2EError(f"effect {d.effect!r} has no usable {'training' if not d.train else 'validation'} clips "
+                           f"for base {base.name or base.id}", hint="see the skipped clips above")
+    return report
+
+
+def dataset_report(data: list[EffectData], encoded: EncodeReport) -> dict[str, Any]:
+    """What training will use, and what it skipped and why (never drop data silently)."""
+    return {
+        "effects": {d.effect: {"train_clips": len(d.train), "val_clips": len(d.val), "notes": d.notes} for d in data},
+        "skipped": [{"clip": c, "reason": r} for c, r in encoded.skipped],
+    }
+
+
+def print_dataset_report(report: dict[str, Any]) -> None:
+    for effect, info in report["effects"].items():
+        notes = f" ({'; '.join(info['notes'])})" if info["notes"] else ""
+        console.info(f"dataset {effect}: {info['train_clips']} training clips, {info['val_clips']} validation clips{notes}")
+    for item in report["skipped"]:
+        console.warn(f"skipped clip {item['clip']}: {item['reason']}")
+
+
+def effect_set(reg: Registry, base: Record, d: EffectData, init: LoraFile | None) -> EffectSet:
+    latents, text = load_encoded(reg, base, d.train)
+    val_latents, val_text = load_encoded(reg, base, d.val)
+    factors = {n: (l.A.float(), l.B.float()) for n, l in init.layers.items()} if init else None
+    alpha = None
+    if init is not None:
+        alphas = {l.alpha for l in init.layers.values()}
+        if len(alphas) != 1:
+            raise P2EError("--init LoRA has per-layer alphas; canonicalize it first (p2e canon)")
+        alpha = alphas.pop()
+    return EffectSet(d.effect, latents, text, val_latents, val_text, factors, alpha)
+
+
+def check_init(init: LoraFile, names: list[str], cfg: LoraRecipe) -> None:
+    missing = [n for n in names if n not in init.layers]
+    ranks = init.ranks
+    if missing or ranks != [cfg.rank]:
+        raise P2EError(f"--init LoRA does not fit the recipe: rank {ranks} vs {cfg.rank}"
+                       + (f", missing {len(missing)} layers such as {missing[0]}" if missing else ""),
+                       hint="use --set rank=R to match it, and a LoRA for the same base")
+
+
+def save_checkpoint(reg: Registry, run: Record, group: list[str], tensors, optimizer_state, meta) -> None:
+    from safetensors.torch import save_file
+
+    with reg.artifact(".safetensors") as weights:
+        save_file(tensors, str(weights.path))
+    buffer = io.BytesIO()
+    torch.save(optimizer_state, buffer)
+    reg.update(run.id, data={"checkpoint": {"group": group, **meta}},
+               files={"checkpoint": weights.ref, "optimizer": reg.store_bytes(buffer.getvalue(), ".pt")})
+
+
+def load_checkpoint(reg: Registry, run: Record, group: list[str]) -> dict[str, Any] | None:
+    from safetensors.torch import load_file
+
+    state = run.data.get("checkpoint")
+    if not state or state.get("group") != group or "checkpoint" not in run.files:
+        return None
+    optimizer = torch.load(io.BytesIO(reg.path(run.files["optimizer"]).read_bytes()), weights_only=True)
+    meta = {k: v for k, v in state.items() if k != "group"}
+    return {"tensors": load_file(str(reg.path(run.files["checkpoint"]))), "optimizer": optimizer, "meta": meta}
+
+
+def register_lora(reg: Registry, base: Record, run: Record, d: EffectData, result: GroupResult, index: int,
+                  cfg: LoraRecipe, subkind: str, parents: list[str], name: str | None, out: Path | None) -> Record:
+    layers = {n: LoraLayer(a, b, cfg.alpha) for n, (a, b) in result.factors[index].items()}
+    lineage = [run.id, *parents, *[c.id for c in d.train]]
+    with reg.artifact(".safetensors") as artifact:
+        write_lora(artifact.path, layers, kind=subkind, base=base, prompt=d.prompt, parents=lineage,
+                   title=f"{d.effect} ({subkind})")
+    losses = {"base": result.base_loss[index], "lora": result.final_loss(index)}
+    record = reg.add("lora", name=name, subkind=subkind, parents=lineage, files={"weights": artifact.ref}, data={
+        "effect": d.effect, "prompt": d.prompt, "base": base.id, "layer_table": base.data.get("layer_table"),
+        "rank": cfg.rank, "alpha": cfg.alpha, "val_loss": losses, "run": run.id,
+        "history": [h for h in result.history if h["effect"] == index]})
+    if out is not None:
+        write_lora(out, layers, kind=subkind, base=base, prompt=d.prompt, parents=[record.id, *lineage],
+                   title=f"{d.effect} ({subkind})")
+    return record
+
+
+def train_loras(effects: list[str], cfg: LoraRecipe, *, name: str | None = None, out: Path | None = None,
+                init: LoraFile | None = None, resume: str | None = None, subkind: str = "reference",
+                parents: list[str] = (), skip_trained: bool = False) -> list[Record]:
+    """Train one LoRA per effect (batched in groups of cfg.group_size) and register them."""
+    from .recipes import to_dict
+    from .registry import open_registry
+
+    reg = open_registry()
+    if resume is not None:
+        run = reg.get(resume, "run")
+        if run.data.get("status") == "done":
+            raise P2EError(f"run {run.id} already finished", hint="start a new run instead of --resume")
+        cfg = _recipe_from(run.data["recipe"])
+        effects = run.data["effects"]
+    base = resolve_base(cfg.base)
+    if skip_trained:
+        trained = {r.data.get("effect") for r in reg.ls("lora", "reference") if r.data.get("base") == base.id}
+        skipped = [e for e in effects if e in trained]
+        if skipped:
+            console.info(f"skipping {len(skipped)} effect(s) that already have a reference LoRA on {base.name}")
+        effects = [e for e in effects if e not in trained]
+    if not effects:
+        return []
+    if (name or out) and len(effects) > 1:
+        raise P2EError("--name and -o name a single LoRA; they cannot be used with several effects")
+    settings = base_settings(base)
+    pipe = load_pipeline(base)
+    names = [layer.name for layer in layer_table(pipe.transformer, cfg.targets)]
+    if init is not None:
+        check_init(init, names, cfg)
+    data = [gather(reg, effect, cfg, settings) for effect in effects]
+    encoded = encode_all(reg, base, pipe, data)
+    report = dataset_report(data, encoded)
+    print_dataset_report(report)
+    if resume is None:
+        run = reg.add("run", data={"task": f"train lora ({subkind})", "recipe": to_dict(cfg), "effects": effects,
+                                   "base": base.id, "status": "running", "dataset": report, "done": {}},
+                      parents=[base.id, *parents])
+        console.info(f"run {run.id}: {len(effects)} LoRA(s) on base {base.name or base.id} (resume with --resume {run.id})")
+    shift = float(settings.get("flow_shift") or pipe.scheduler.config.get("flow_shift", 3.0))
+    records = [reg.get(i) for i in run.data.get("done", {}).values()]
+    todo = [d for d in data if d.effect not in run.data.get("done", {})]
+    for start in range(0, len(todo), cfg.group_size):
+        group = todo[start:start + cfg.group_size]
+        labels = [d.effect for d in group]
+        sets = [effect_set(reg, base, d, init) for d in group]
+        result = train_group(
+            pipe.transformer, names, sets, cfg, shift=shift, resume=load_checkpoint(reg, reg.get(run.id), labels),
+            checkpoint=lambda t, o, m, labels=labels: save_checkpoint(reg, run, labels, t, o, m),
+            description=f"train {', '.join(labels)[:40]}")
+        for i, d in enumerate(group):
+            record = register_lora(reg, base, run, d, result, i, cfg, subkind, list(parents), name, out)
+            records.append(record)
+            done = {**reg.get(run.id).data.get("done", {}), d.effect: record.id}
+            reg.update(run.id, data={"done": done})
+            loss = record.data["val_loss"]
+            console.info(f"{d.effect}: validation loss {loss['base']:.4f} (base) -> {loss['lora']:.4f} (LoRA), "
+                         f"lora {record.id}")
+    reg.update(run.id, data={"status": "done", "checkpoint": None})
+    return records
+
+
+def _recipe_from(raw: dict[str, Any]) -> LoraRecipe:
+    from .recipes import parse_recipe
+
+    return parse_recipe(raw, origin="the run's recipe")
