@@ -257,17 +257,21 @@ def base_config(base: Record | Path | str, expert: str = "transformer") -> dict[
 
 
 def resolve_base(name: str | None) -> Record:
-    """The registered base named `name` (or id); None means the embedded default, `tiny`."""
+    """The registered base named `name` (or id); None means the embedded default, `tiny`, which
+    is registered from the package on first use (and re-linked if its folder went missing)."""
     from .registry import open_registry
+    from .world.shipped import install_shipped
 
     reg = open_registry()
-    if name is None:
-        record = reg.find("base", "tiny")
-        if record is None:
-            raise P2EError("no --base given, and the embedded tiny world is not installed yet",
-                           hint="register a Wan I2V folder with `p2e base add NAME --path DIR`, then pass --base NAME")
-        return record
-    return reg.get(name, kind="base")
+    wanted = "tiny" if name is None else name
+    record = reg.find("base", wanted)
+    if record is None or not Path(record.data.get("path", "")).joinpath("model_index.json").is_file():
+        shipped = install_shipped(reg, wanted) if record is None or record.data.get("shipped") else None
+        record = shipped or record
+    if record is None and name is None:
+        raise P2EError("no --base given, and the embedded tiny world is not installed",
+                       hint="register a Wan I2V folder with `p2e base add NAME --path DIR`, then pass --base NAME")
+    return record if record is not None else reg.get(name, kind="base")
 
 
 @contextmanager

@@ -125,3 +125,26 @@ def sheet_command(output: Path = typer.Option(..., "--output", "-o", help="PNG f
     console.result({"written": str(output), "effects": len(chosen), "photo": photo,
                     "width": image.shape[1], "height": image.shape[0]},
                    lambda: console.info(f"wrote {output}: {len(chosen)} effects on {photo}"))
+
+
+@app.command("photo")
+def photo(name: Optional[str] = typer.Argument(None, help="Photo name; omit to list them."),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Image file to write (.png, .jpg)."),
+          size: int = typer.Option(256, "--size", help="Side of the square image in pixels.")) -> None:
+    """Write one of the built-in photos (e.g. as an input for p2e render), or list them with their split.
+
+    Example: p2e effects photo coffee -o coffee.png
+    """
+    from ..photos import load_photo, photo_info, photo_names
+    from ..video import write_image
+
+    if name is None:
+        rows = [{"name": n, "split": photo_info(n).split, "description": photo_info(n).description} for n in photo_names()]
+        console.result(rows, lambda: [console.out.print(f"{r['name']:<12} {r['split']:<8} {r['description']}") for r in rows])
+        return
+    if name not in photo_names():
+        raise P2EError(f"no built-in photo {name!r}", hint="list them with: p2e effects photo")
+    if size < 16 or size > 4096:
+        raise P2EError(f"--size must be between 16 and 4096, got {size}")
+    path = write_image(load_photo(name, size), output or Path(f"{name}.png"))
+    console.result({"photo": name, "output": str(path)}, lambda: console.info(f"wrote {path}"))

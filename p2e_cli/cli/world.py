@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from .. import console
-from .pending import placeholder
 
 app = typer.Typer(name="world", help="The embedded Wan worlds: build one from a recipe, evaluate it.",
                   no_args_is_help=True)
@@ -46,5 +45,29 @@ def build(recipe: str = typer.Argument(..., help="World recipe: a file or a ship
                                         + (f", registered as base {config.name} ({record.id})" if record else "")))
 
 
-placeholder(app, "eval", "Print a world's quality figures: VAE PSNR, first-frame PSNR, neutral vs effect loss.",
-            "p2e world eval tiny", "the embedded tiny world (issue 6)")
+@app.command("eval")
+def eval_(base: Optional[str] = typer.Argument(None, help="Base to evaluate (default: tiny)."),
+          sheet: Optional[Path] = typer.Option(None, "--sheet", help="Write a contact sheet of renders on held-out photos."),
+          photos: int = typer.Option(4, "--photos", help="Held-out photos to render."),
+          effects: int = typer.Option(12, "--effects", help="Train effects sampled for the effect-vs-neutral loss.")) -> None:
+    """Print a world's quality figures on held-out photos: VAE PSNR, first-frame PSNR, neutral vs effect loss.
+
+    Example: p2e world eval tiny --sheet tiny.png
+    """
+    from ..wan import resolve_base
+    from ..world.quality import world_report
+
+    record = resolve_base(base)
+    report = world_report(record, photos=photos, effect_sample=effects, sheet=sheet)
+
+    def human() -> None:
+        e = report["loss_effects_heldout"]
+        console.out.print(f"world {record.name or record.id}, held-out photos only")
+        console.out.print(f"  VAE reconstruction PSNR (neutral clips)  {report['vae_psnr_heldout_clips']:.2f} dB")
+        console.out.print(f"  rendered first frame vs input PSNR       {report['first_frame_psnr']:.2f} dB")
+        console.out.print(f"  later frames vs input PSNR               {report['later_frames_psnr_vs_input']:.2f} dB")
+        console.out.print(f"  base loss on neutral clips               {report['loss_neutral_heldout']:.4f}")
+        console.out.print(f"  base loss on effect clips (median/min/max) {e['median']:.4f} / {e['min']:.4f} / {e['max']:.4f}")
+        console.out.print(f"  effects whose loss exceeds neutral       {report['effects_above_neutral']:.0%}")
+
+    console.result(report, human)

@@ -5,6 +5,7 @@ clips vs effect clips (a base must animate images, not already perform the effec
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .build import step_generator
@@ -29,3 +30,72 @@ def vae_psnr(vae, clips: torch.Tensor, chunk: int = 4) -> float:
         x = clips[i:i + chunk]
         values.append(psnr(vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1), x))
     return sum(values) / len(values)
+
+
+def frames_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of uint8 images/clips."""
+    mse = max(float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)), 1e-10)
+    return float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def effect_validation_losses(reg, base, pipe, effects: list[str], clips: int, frames: int, size: int) -> dict[str, float]:
+    """The base's flow-matching loss on each effect's held-out-photo clips (fixed draws)."""
+    from .. import curate
+    from .. import effects as fx
+    from ..encode import encode_clips, load_encoded
+    from ..training import validation_loss
+
+    losses = {}
+    for name in effects:
+        curate.synth(reg, [fx.get_effect(name)], clips, frames, (size, size), seed=0, photos="heldout")
+        records = curate.list_clips(reg, name, "heldout")[:clips]
+        encode_clips(reg, base, records, pipe)
+        latents, text = load_encoded(reg, base, records)
+        losses[name] = validation_loss(pipe.transformer, latents, text, f"world-eval/{name}")
+    return losses
+
+
+def world_report(base, photos: int = 4, clips: int = 8, effect_sample: int = 12, sheet=None) -> dict:
+    """Every figure `p2e world eval` prints, measured on held-out photos only."""
+    from .. import effects as fx
+    from ..encode import encode_latents, encode_texts
+    from ..photos import load_photo, photo_names
+    from ..registry import open_registry
+    from ..render import Renderer, RenderParams
+    from ..training import validation_loss
+    from ..video import contact_sheet, write_image
+    from ..wan import base_settings
+    from .corpus import captions
+
+    settings = base_settings(base)
+    size, frames = settings["size"][1], settings["frames"]
+    renderer = Renderer(base)
+    pipe = renderer.pipe
+    neutral = heldout_neutral_clips(clips, frames, size)
+    report = {"vae_psnr_heldout_clips": vae_psnr(pipe.vae, neutral)}
+
+    rows, first, later = [], [], []
+    for name in photo_names("heldout")[:photos]:
+        image = load_photo(name, size)
+        clip = renderer.render(image, [], RenderParams(seed=0))
+        rows.append(clip)
+        first.append(frames_psnr(clip[0], image))
+        later.append(float(np.mean([frames_psnr(f, image) for f in clip[1:]])))
+    report["first_frame_psnr"] = float(np.mean(first))
+    report["later_frames_psnr_vs_input"] = float(np.mean(later))
+    report["later_frames_std"] = float(np.mean([clip[1:].std() for clip in rows]))
+    if sheet is not None:
+        write_image(contact_sheet(rows, photo_names("heldout")[:photos]), sheet)
+        report["sheet"] = str(sheet)
+
+    with torch.no_grad():
+        latents = encode_latents(pipe, neutral)
+        text = encode_texts(pipe, captions(clips, step_generator(7, "eval-captions", 0)), settings["max_sequence_length"])
+    report["loss_neutral_heldout"] = validation_loss(pipe.transformer, latents, text, "world-eval/neutral")
+    names = fx.effect_names("train")[:: max(1, len(fx.effect_names("train")) // effect_sample)][:effect_sample]
+    per_effect = effect_validation_losses(open_registry(), base, pipe, names, 2, frames, size)
+    values = sorted(per_effect.values())
+    report["loss_effects_heldout"] = {"median": values[len(values) // 2], "min": values[0], "max": values[-1],
+                                      "per_effect": per_effect}
+    report["effects_above_neutral"] = sum(v > report["loss_neutral_heldout"] for v in values) / len(values)
+    return report
