@@ -267,17 +267,46 @@ def _adapter_config(metadata: dict[str, str], fmt: str, path: Path) -> dict[str,
     """The peft LoraConfig fields that set alpha: from diffusers' embedded metadata or a peft
     adapter_config.json beside the file."""
     if fmt == "diffusers" and metadata.get(METADATA_KEY):
+        where = f"{path}: metadata {METADATA_KEY}"
         try:
             raw = json.loads(metadata[METADATA_KEY])
         except json.JSONDecodeError as e:
-            raise P2EError(f"{path}: metadata {METADATA_KEY} is not valid JSON") from e
-        return {k.removeprefix("transformer."): v for k, v in raw.items() if k.startswith("transformer.")}
+            raise P2EError(f"{where} is not valid JSON") from e
+        if not isinstance(raw, dict):
+            raise P2EError(f"{where} is not a JSON object")
+        return _checked_config({k.removeprefix("transformer."): v for k, v in raw.items() if k.startswith("transformer.")},
+                               where)
     if fmt == "peft" and (path.parent / "adapter_config.json").is_file():
+        where = str(path.parent / "adapter_config.json")
         try:
-            return json.loads((path.parent / "adapter_config.json").read_text(encoding="utf-8"))
+            raw = json.loads((path.parent / "adapter_config.json").read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise P2EError(f"{path.parent / 'adapter_config.json'} is not valid JSON") from e
+            raise P2EError(f"{where} is not valid JSON") from e
+        if not isinstance(raw, dict):
+            raise P2EError(f"{where} is not a JSON object")
+        return _checked_config(raw, where)
     return {}
+
+
+def _checked_config(config: dict[str, Any], where: str) -> dict[str, Any]:
+    """The alpha fields of a LoRA config, checked before use: lora_alpha a number, alpha_pattern a
+    mapping of valid regular expressions to numbers (a file's metadata is untrusted input)."""
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if config.get("lora_alpha") is not None and not number(config["lora_alpha"]):
+        raise P2EError(f"{where}: lora_alpha must be a number, got {config['lora_alpha']!r:.40}")
+    patterns = config.get("alpha_pattern") or {}
+    if not isinstance(patterns, dict):
+        raise P2EError(f"{where}: alpha_pattern must be a mapping of module patterns to numbers")
+    for key, value in patterns.items():
+        if not number(value):
+            raise P2EError(f"{where}: alpha_pattern[{key!r:.40}] must be a number, got {value!r:.40}")
+        try:
+            re.compile(key)
+        except re.error as e:
+            raise P2EError(f"{where}: alpha_pattern key {key!r:.40} is not a valid pattern ({e})") from None
+    return config
 
 
 def read_lora(path: Path | str) -> LoraFile:
@@ -326,6 +355,9 @@ def _assemble(parts: dict[str, dict[str, Any]], fmt: str, config: dict[str, Any]
             if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1] or a.shape[0] == 0:
                 raise P2EError(f"{key_b}: shape {tuple(b.shape)} does not fit {key_a} {tuple(a.shape)}",
                                hint="B must be (out, r) and A (r, in) with the same rank r")
+            if "bias_B" in slot and tuple(slot["bias_B"][1].shape) != (b.shape[0],):
+                raise P2EError(f"{slot['bias_B'][0]}: shape {tuple(slot['bias_B'][1].shape)} does not fit {key_b} "
+                               f"{tuple(b.shape)}", hint="a LoRA bias holds one value per output of its layer")
             rank = int(a.shape[0])
             alpha = _alpha(slot, module, rank, config)
             layers[module] = LoraLayer(a, b, alpha)
