@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import reprlib
 import types
 import typing
 from importlib import resources
@@ -79,8 +80,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def _bounded_repr() -> reprlib.Repr:
+    limits = reprlib.Repr()
+    limits.maxlevel, limits.maxlist, limits.maxdict, limits.maxstring, limits.maxother = 2, 4, 4, 40, 40
+    return limits
+
+
+_REPR = _bounded_repr()
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
+    """A short repr of a recipe value; bounded, since YAML aliases can nest a billion strings in a few lines."""
+    text = _REPR.repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
