@@ -103,7 +103,8 @@ class Case:
         self.runs: list[Run] = []
         self.problems: list[str] = []
         self.kills = False  # a case that kills p2e may leave temp files (never under real names)
-        self.cleanups: list[Callable[[], None]] = []
+        self.restores: list[Callable[[], None]] = []  # undone before the lost check (read-only mounts)
+        self.cleanups: list[Callable[[], None]] = []  # undone after it (small file systems holding a home)
 
     def new_home(self) -> Path:
         """Another fresh registry folder (not created yet: p2e creates it)."""
@@ -196,7 +197,11 @@ class Case:
 
         found = []
         for home, records in self.seeded.items():
-            report = self.doctor(home)
+            try:
+                report = self.doctor(home)
+            except Exception as e:  # doctor itself failing is the worst kind of loss
+                found.append(f"{home.name}: p2e doctor failed: {type(e).__name__}: {e}")
+                continue
             for key in ("missing", "corrupt", "dangling_parents"):
                 found += [f"{home.name}: {key} {item}" for item in report[key]]
             if report["integrity"] != "ok":
@@ -231,6 +236,8 @@ def case(request, tmp_path) -> Case:
     """A reliability case; it is tallied, and fails if it loses data, when the test ends."""
     current = Case(tmp_path)
     yield current
+    for restore in reversed(current.restores):
+        restore()
     try:
         lost = current.lost()
     finally:
