@@ -103,6 +103,17 @@ def resolve_lora(spec: LoraSpec | str, reg: Registry | None = None) -> ResolvedL
     return ResolvedLora(spec, path, sha256_file(path), lora, record)
 
 
+def check_prompt(text: str, option: str = "--prompt") -> str:
+    """A prompt from the command line, as text. Bytes that are not UTF-8 reach Python as lone
+    surrogates (surrogateescape); p2e cannot know what they meant, so it refuses them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise P2EError(f"{option} is not valid UTF-8 text",
+                       hint="use a UTF-8 terminal (e.g. LANG=C.UTF-8), or re-encode the prompt as UTF-8") from None
+    return text
+
+
 def lora_prompt(loras: Sequence[ResolvedLora]) -> str:
     """The effect prompts the LoRAs carry (p2e.prompt, else ModelSpec's trigger phrase), joined."""
     prompts = [l.lora.p2e("prompt") or l.lora.metadata.get("modelspec.trigger_phrase") for l in loras]

@@ -45,11 +45,14 @@ def render(
     Example: p2e render img.png --lora melt.safetensors -o melt.mp4
     """
     from ..registry import open_registry
-    from ..render import (RenderParams, Renderer, image_paths, lora_prompt, parse_dtype, parse_size, record_render,
-                          resolve_lora)
+    from ..render import (RenderParams, Renderer, check_prompt, image_paths, lora_prompt, parse_dtype, parse_size,
+                          record_render, resolve_lora)
     from ..video import read_image
     from ..wan import resolve_base
 
+    if prompt is not None:
+        check_prompt(prompt)
+    check_prompt(negative_prompt, "--negative-prompt")
     if output_format not in FORMATS:
         raise P2EError(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     if (image is None) == (batch is None):
