@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ SUBKINDS = {"lora": ("reference", "canonical", "predicted", "finetuned", "import
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 REF_RE = re.compile(r"^(?:(?P<kind>[a-z]+):)?(?P<ref>[A-Za-z0-9][A-Za-z0-9_.+-]{0,99})$")
 ID_LEN = 12
+BUSY_SECONDS = 60  # how long a writer waits for another process's transaction
 
 # Numbered schema migrations: append, never edit. Each is a list of statements run in one transaction.
 MIGRATIONS: list[list[str]] = [
@@ -128,15 +130,29 @@ class Registry:
         self.store = home / "artifacts"
         try:
             self.store.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(home / "index.sqlite", timeout=60, isolation_level=None)
+            self.db = sqlite3.connect(home / "index.sqlite", timeout=BUSY_SECONDS, isolation_level=None)
             self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA busy_timeout = 60000")
-            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
+            self._use_wal()
             self.db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except (OSError, sqlite3.Error) as e:
             raise P2EError(f"cannot open the registry at {home}: {e}",
                            hint="check that the folder is writable, or pass --home DIR / set P2E_HOME") from e
+
+    def _use_wal(self) -> None:
+        """Switch the index to WAL. SQLite answers 'database is locked' at once, without waiting on
+        the busy timeout, while another process is switching a new index at the same instant
+        (several p2e commands creating one home), so wait here instead."""
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     # -- schema ------------------------------------------------------------------------------
 

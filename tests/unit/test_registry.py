@@ -119,6 +119,27 @@ def test_two_processes_writing_200_records_each_lose_none(home):
     assert reg.doctor()["ok"]
 
 
+OPENER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from p2e_cli.registry import Registry
+    root, start = Path(sys.argv[1]), float(sys.argv[2])
+    for i in range(40):
+        while time.time() < start + 0.05 * i:  # every process opens home i at the same instant
+            pass
+        Registry(root / f"home{i}").close()
+""")
+
+
+def test_four_processes_creating_the_same_new_registries(tmp_path):
+    """Switching a new index to WAL while another process does the same answered 'database is locked'."""
+    start = time.time() + 3
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(tmp_path), str(start)], stderr=subprocess.PIPE)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=300)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+
+
 SLOW_WRITER = textwrap.dedent("""
     import sys, time
     from p2e_cli.registry import open_registry
