@@ -19,6 +19,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -176,6 +177,31 @@ class Case:
             pytest.fail(f"{'; '.join(problems)}\n{run}", pytrace=False)
         return run
 
+    def killed(self, run: Run) -> Run:
+        """`run` died of SIGKILL (what a kill case wants), printing no traceback before it."""
+        self.kills = True
+        problems = ["printed a traceback"] if run.crashed else []
+        if run.code != -signal.SIGKILL:
+            problems.append(f"exit {run.code}, expected death by SIGKILL")
+        if problems:
+            self.problems += problems
+            pytest.fail(f"{'; '.join(problems)}\n{run}", pytrace=False)
+        return run
+
+    def register_base(self, world: Path, home: Path | None = None, name: str = "micro") -> str:
+        """Register a world as a base in a seeded home (and count it in the seed baseline)."""
+        from p2e_cli.registry import Registry
+        from p2e_cli.wan import describe_base
+
+        home = home or self.home
+        reg = Registry(home)
+        try:
+            record = reg.add("base", name=name, data=describe_base(world))
+            self.seeded[home][record.id] = {}
+        finally:
+            reg.close()
+        return name
+
     def doctor(self, home: Path | None = None) -> dict[str, Any]:
         """`p2e doctor --json` on a home, through the CLI's entry point (in-process: no startup cost)."""
         from p2e_cli import console
@@ -285,15 +311,5 @@ def world(request) -> Path:
 
 @pytest.fixture
 def micro(case, world) -> str:
-    """The micro world registered as base `micro` in the case's home (and in the seed baseline)."""
-    from p2e_cli.registry import Registry
-    from p2e_cli.wan import describe_base
-
-    reg = Registry(case.home)
-    try:
-        record = reg.add("base", name="micro", data=describe_base(world))
-        case.seeded[case.home][record.id] = {}
-    finally:
-        reg.close()
-    return "micro"
-
+    """The micro world registered as base `micro` in the case's home."""
+    return case.register_base(world)
