@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,15 +52,36 @@ def check_output_path(path: Path | str) -> Path:
     return path
 
 
+def os_error(error: BaseException) -> OSError | None:
+    """The operating-system error behind an exception: an OSError itself, or the one a library
+    written in Rust (safetensors) reports only as text, '... (os error 28)'."""
+    if isinstance(error, OSError):
+        return error
+    match = re.search(r"\(os error (\d+)\)", str(error))
+    return OSError(int(match[1]), os.strerror(int(match[1]))) if match else None
+
+
+def write_failure(what: str, error: OSError) -> P2ERuntimeError:
+    """The one-line error for a write that the system refused (disk full, read-only, permissions)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return P2ERuntimeError(f"no space left on device while writing {what}", hint="free some disk space and retry")
+    return P2ERuntimeError(f"cannot write {what}: {error.strerror or error}",
+                           hint="check that the folder is writable and the disk is not full")
+
+
 @contextmanager
 def atomic_write(path: Path | str) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success fsync it and rename it to `path`.
 
-    On any error (or Ctrl-C) the temp file is removed and `path` is untouched. The temp name keeps
-    the suffix so libraries that dispatch on it (imageio, safetensors) behave.
+    On any error (or Ctrl-C) the temp file is removed and `path` is untouched; a write the system
+    refuses is a P2ERuntimeError. The temp name keeps the suffix so libraries that dispatch on it
+    (imageio, safetensors) behave.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    except OSError as e:
+        raise write_failure(str(path), e) from e
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -69,13 +91,10 @@ def atomic_write(path: Path | str) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
-    except OSError as e:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if e.errno == errno.ENOSPC:
-            raise P2ERuntimeError(f"no space left on device while writing {path}", hint="free some disk space and retry") from e
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        if (cause := os_error(e)) is not None:
+            raise write_failure(str(path), cause) from e
         raise
 
 

@@ -9,6 +9,7 @@ p2e processes can write at once.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from typing import Any, Iterator
 
 from . import __version__
 from .errors import P2EError, P2ERuntimeError
-from .files import TEMP_PREFIX, fsync_dir, sha256_file
+from .files import TEMP_PREFIX, fsync_dir, os_error, sha256_file, write_failure
 
 HOME_ENV = "P2E_HOME"
 KINDS = ("base", "effect", "clip", "lora", "hypernet", "run", "render")
@@ -85,6 +86,13 @@ def validate_name(name: str, what: str = "name") -> str:
     return name
 
 
+def _disk_trouble(error: BaseException) -> bool:
+    """A full or failing disk (a runtime failure), as opposed to a bad home (bad input)."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF in (13, 10)  # SQLITE_FULL, SQLITE_IOERR
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -137,8 +145,10 @@ class Registry:
             self.db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except (OSError, sqlite3.Error) as e:
-            raise P2EError(f"cannot open the registry at {home}: {e}",
-                           hint="check that the folder is writable, or pass --home DIR / set P2E_HOME") from e
+            error = P2ERuntimeError if _disk_trouble(e) else P2EError
+            raise error(f"cannot open the registry at {home}: {e}",
+                        hint="check that the folder is writable and its disk is not full, "
+                             "or pass --home DIR / set P2E_HOME") from e
 
     def _use_wal(self) -> None:
         """Switch the index to WAL. SQLite answers 'database is locked' at once, without waiting on
@@ -181,8 +191,12 @@ class Registry:
         try:
             yield self.db
             self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
+        except BaseException as e:
+            if self.db.in_transaction:  # SQLite may have rolled back already (e.g. on a full disk)
+                self.db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.OperationalError):
+                raise P2ERuntimeError(f"cannot write the registry at {self.home}: {e}",
+                                      hint="check that the folder is writable and the disk is not full") from e
             raise
 
     def close(self) -> None:
@@ -210,12 +224,10 @@ class Registry:
                 os.replace(tmp, final)
                 fsync_dir(final.parent)
             pending.ref = FileRef(path=str(final.relative_to(self.home)), sha256=sha, size=size)
-        except OSError as e:
+        except BaseException as e:
             tmp.unlink(missing_ok=True)
-            raise P2ERuntimeError(f"cannot write an artifact under {self.store}: {e.strerror or e}",
-                                  hint="check free disk space and permissions") from e
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+            if (cause := os_error(e)) is not None:
+                raise write_failure(f"an artifact under {self.store}", cause) from e
             raise
 
     def store_bytes(self, payload: bytes, suffix: str = "") -> FileRef:

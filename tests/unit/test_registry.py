@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from p2e_cli.errors import P2EError
+from p2e_cli.errors import P2EError, P2ERuntimeError
 from p2e_cli.registry import open_registry
 
 
@@ -117,6 +117,15 @@ def test_two_processes_writing_200_records_each_lose_none(home):
     reg = open_registry(home)
     assert len(reg.ls("clip")) == 400
     assert reg.doctor()["ok"]
+
+
+def test_a_full_index_is_a_runtime_error_and_keeps_what_was_written(reg):
+    kept = reg.add("effect", name="kept")
+    reg.db.execute(f"PRAGMA max_page_count = {reg.db.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(P2ERuntimeError, match="cannot write the registry .*database or disk is full"):
+        for i in range(100):
+            reg.add("clip", data={"blob": "x" * 4000})
+    assert reg.get("kept").id == kept.id and not reg.db.in_transaction and reg.doctor()["ok"]
 
 
 OPENER = textwrap.dedent("""
