@@ -26,7 +26,7 @@ import numpy as np
 
 from . import effects as fx
 from .errors import P2EError
-from .files import atomic_write
+from .files import atomic_write, write_failure
 from .photos import load_photo, photo_names, random_view
 from .registry import Record, Registry, validate_name
 
@@ -418,7 +418,10 @@ def export_clips(reg: Registry, effect: str, out: Path, photos: str = "train", v
         raise P2EError(f"{out} exists and is not a folder")
     if not out.parent.is_dir():
         raise P2EError(f"folder {out.parent} does not exist", hint=f"create it first: mkdir -p {out.parent}")
-    out.mkdir(exist_ok=True)
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as e:
+        raise write_failure(str(out), e) from e
     rows = []
     for record in records:
         video = out / f"{record.data['effect']}-{record.id}.{video_format}"

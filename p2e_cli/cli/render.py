@@ -97,14 +97,17 @@ def render(
 
 def _jobs(images: list[Path], output: Path | None, suffix: str, batch: bool, compare: bool, loras: list[Any]) -> list[Any]:
     """Where each image's render goes: -o for one image; for a batch, -o is a folder (default ./renders)."""
-    from ..files import check_output_path
+    from ..files import check_output_path, write_failure
     from ..render import RenderJob
 
     if batch:
         folder = output or Path("renders")
         if folder.exists() and not folder.is_dir():
             raise P2EError(f"with --batch, -o names a folder; {folder} is a file")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_failure(str(folder), e) from e
         names = [p.stem for p in images]
         if len(set(names)) != len(names):
             raise P2EError(f"two images in {images[0].parent} share a name stem; their outputs would collide")

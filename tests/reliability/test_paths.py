@@ -79,3 +79,16 @@ def test_read_only_home(case):
     case.expect(case.p2e("ls"), 2, "cannot open the registry", "writable")
     case.expect(case.p2e("curate", "synth", "--effects", "melt", "-n", "1", "--frames", "5", "--size", "16"), 2,
                 "cannot open the registry", "writable")
+
+
+def test_output_into_a_read_only_folder(case, micro):
+    folder = case.work / "locked"
+    folder.mkdir()
+    read_only(case, folder)
+    case.expect(case.p2e("effects", "photo", "coffee", "-o", folder / "coffee.png"), 1, "cannot write", "coffee.png")
+    images = case.work / "images"
+    images.mkdir()
+    hostile.png(images / "cat.png")
+    case.expect(case.p2e("render", "--batch", images, "--base", micro, "-o", folder / "renders"), 1, "cannot write")
+    case.expect(case.p2e("curate", "synth", "--effects", "melt", "-n", "1", "--frames", "5", "--size", "16"), 0)
+    case.expect(case.p2e("curate", "export", "melt", "-o", folder / "clips"), 1, "cannot", "clips")
