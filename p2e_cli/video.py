@@ -71,6 +71,8 @@ def write_video(frames: np.ndarray, path: Path | str, fps: int = 8) -> Path:
     import imageio.v3 as iio
 
     path = check_output_path(path)
+    if not fps > 0:
+        raise P2EError(f"cannot write {path} at {fps} frames per second", hint="give a positive frame rate")
     suffix = path.suffix.lower()
     frames = as_frames(frames)
     if suffix == ".png":

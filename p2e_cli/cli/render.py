@@ -35,7 +35,7 @@ def render(
     compare: bool = typer.Option(False, "--compare", help="Write one .png sheet: rows = no LoRA, then each LoRA alone, same seed."),
     batch: Optional[Path] = typer.Option(None, "--batch", help="Render every image in this folder."),
     preview: bool = typer.Option(False, "--preview", help="Also write LORA.webp beside each LoRA file (the sidecar preview LoRA managers show)."),
-    fps: Optional[int] = typer.Option(None, "--fps", help="Frames per second of video outputs (default: the base's)."),
+    fps: Optional[int] = typer.Option(None, "--fps", min=1, help="Frames per second of video outputs (default: the base's)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 (default), bfloat16 or float16 for the "
                                                               "transformers and text encoder; the VAE stays float32."),

@@ -29,6 +29,12 @@ def test_image_that_is_a_device(case):
     case.expect(case.p2e("render", image), 2, "not a regular file")
 
 
+def test_negative_frame_rate(case):
+    image = hostile.png(case.work / "cat.png")
+    case.expect(case.p2e("render", image, "--fps", "-3", "-o", "out.mp4"), 2, "--fps", "greater than or equal to 1")
+    assert not (case.work / "out.mp4").exists()  # it was written empty, and recorded as a render
+
+
 def _clip_folder(case, **videos):
     folder = case.work / "clips"
     folder.mkdir()
