@@ -9,7 +9,7 @@ import typer
 
 from .. import console
 from ..errors import P2EError
-from ..registry import open_registry
+from ..registry import open_registry, validate_name
 from . import mix
 
 app = typer.Typer(name="lora", help="LoRA files: inspect, convert, import, mix.", no_args_is_help=True)
@@ -109,8 +109,12 @@ def import_(file: Path = typer.Argument(..., help="LoRA .safetensors file (e.g. 
     if kind == "reference" and not effect:
         raise P2EError("a reference LoRA needs --effect NAME", hint="or import it with --kind imported")
     readable_file(file, "LoRA file")
+    name = validate_name(name or _name_from(file))
     lora = read_lora(file)
     reg = open_registry()
+    if reg.find("lora", name) is not None:  # checked before storing the file, so a refusal leaves no orphan
+        raise P2EError(f"a lora named {name!r} already exists",
+                       hint=f"choose another --name, or remove it first: p2e rm lora:{name}")
     parents, skipped, base_data = [], [], {}
     if base:
         record = resolve_base(base)
@@ -130,7 +134,7 @@ def import_(file: Path = typer.Argument(..., help="LoRA .safetensors file (e.g. 
     data = {"source": str(file.resolve()), "format": lora.format, "rank": lora.rank, "alpha": lora.alpha,
             "ranks": lora.ranks, "n_layers": len(lora.layers), "diffs": sorted(lora.diffs), "effect": effect,
             "prompt": lora.p2e("prompt") or lora.metadata.get("modelspec.trigger_phrase"), **base_data}
-    record = reg.add("lora", name=name or _name_from(file), subkind=kind, data=data, parents=parents,
+    record = reg.add("lora", name=name, subkind=kind, data=data, parents=parents,
                      files={"lora": pending.ref})
     console.result({**record.to_json(), "skipped": skipped},
                    lambda: console.info(f"imported {file} as {record.label} ({record.id}, {kind}, {lora.format}, "

@@ -232,8 +232,10 @@ class Case:
                 found += [f"{home.name}: {key} {item}" for item in report[key]]
             if report["integrity"] != "ok":
                 found.append(f"{home.name}: index integrity {report['integrity']}")
-            if not self.kills and report["temp_files"]:
-                self.problems.append(f"{home.name}: temp files left behind: {report['temp_files']}")
+            if not self.kills:
+                for key in ("temp_files", "orphans"):
+                    if report[key]:
+                        self.problems.append(f"{home.name}: {key} left behind: {report[key]}")
             reg = Registry(home)
             try:
                 for record_id, files in records.items():

@@ -13,6 +13,7 @@ def test_dot_dot_traversal_in_a_name(case):
     lora = hostile.good_lora(case.work / "melt.safetensors")
     case.expect(case.p2e("lora", "import", lora, "--name", "../../evil"), 2, "invalid name '../../evil'")
     assert not list(case.root.rglob("evil*"))
+    case.expect(case.p2e("lora", "import", lora, "--name", "seed-lora"), 2, "a lora named 'seed-lora' already exists")
 
 
 def test_absolute_path_as_a_name(case, world):
