@@ -586,6 +586,10 @@ def write_lora(path: Path | str, lora: LoraFile | Mapping[str, LoraLayer], *, fm
         raise P2EError(f"LoRA files are .safetensors, not {path.suffix or 'extensionless'}: {path}",
                        hint=f"name it {path.with_suffix('.safetensors').name}")
     tensors = to_state_dict(lora, fmt)
+    for key, tensor in tensors.items():  # what read_lora refuses is never written
+        if not bool(tensor.isfinite().all()):
+            raise P2EError(f"{key}: NaN/Inf values; refusing to write {path.name}, which could not be read back",
+                           hint="the weights or scales that made this LoRA are too large, or its training diverged")
     metadata = lora_metadata(lora, fmt, tensors=tensors, **meta)
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)

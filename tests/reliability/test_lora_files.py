@@ -105,3 +105,9 @@ def test_bias_that_does_not_fit_its_layer(case):
     tensors = {**hostile.lora_tensors(), f"{hostile.LAYER}.lora_B.bias": np.ones(5, np.float32)}
     lora = hostile.safetensors_file(case.work / "melt.safetensors", tensors)
     case.expect(case.p2e("lora", "inspect", lora), 2, "lora_B.bias")
+
+
+def test_a_mix_that_overflows_is_not_written(case):
+    lora = hostile.good_lora(case.work / "melt.safetensors")
+    case.expect(case.p2e("lora", "mix", f"{lora}:1e300", "-o", "mix.safetensors"), 2, "NaN/Inf", "mix.safetensors")
+    assert not (case.work / "mix.safetensors").exists()
