@@ -62,6 +62,7 @@ class WorldVae:
     image_every: int = bounded(5, 1, STEPS_MAX)
     lr: float = bounded(1e-3, 0.0, 1.0)
     warmup_steps: int = bounded(100, 0, STEPS_MAX)
+    first_frame_weight: float = bounded(0.0, 0.0, 100.0)
 
 
 @dataclass

@@ -184,7 +184,12 @@ def vae_loss_fn(vae, recipe: WorldRecipe, bank: torch.Tensor) -> Callable[[int],
             y, x = torch.randint(recipe.size - v.crop + 1, (2,), generator=g).tolist()
             clips = clips[..., y:y + v.crop, x:x + v.crop]
         recon = vae.decode(vae.encode(clips).latent_dist.mode()).sample
-        return F.l1_loss(recon, clips) + F.mse_loss(recon, clips)
+        loss = F.l1_loss(recon, clips) + F.mse_loss(recon, clips)
+        if v.first_frame_weight and frames > 1:
+            # the first frame is encoded alone and conditions every I2V render: weigh it up
+            first, target = recon[:, :, :1], clips[:, :, :1]
+            loss = loss + v.first_frame_weight * (F.l1_loss(first, target) + F.mse_loss(first, target))
+        return loss
 
     return loss_at
 
@@ -266,6 +271,33 @@ def link_text_encoder(out: Path, text_dir: Path | None = None) -> None:
         os.symlink(target, link, target_is_directory=True)
 
 
+def recipe_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Key paths whose values differ between two recipe dicts."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += recipe_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
+# What may still change on --resume while the transformer stage has not started: its own
+# training settings (the VAE and the encoded corpus are finished products by then).
+OPEN_UNTIL_TRANSFORMER = ("transformer.", "render.", "checkpoint_every")
+
+
+def check_resumable(old: dict[str, Any], new: dict[str, Any], checkpoints: Checkpoints, out: Path) -> None:
+    changed = recipe_changes(old, new)
+    started = checkpoints.done("transformer.ckpt") or checkpoints.done("transformer")
+    fixed = [k for k in changed if started or not k.startswith(OPEN_UNTIL_TRANSFORMER) or k == "transformer.corpus_clips"]
+    if fixed:
+        raise P2EError(f"the recipe differs from the one {out} was started with in {', '.join(fixed)}",
+                       hint="resume with the same recipe (only transformer.* and render.* may change before "
+                            "the transformer stage starts), or build into a new -o")
+
+
 def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
     """Run (or resume) every stage of the build and return the finished diffusers directory."""
     from safetensors.torch import load_file, save_file
@@ -275,10 +307,9 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
     if out.exists() and any(out.iterdir()) and not resume:
         raise P2EError(f"{out} already exists and is not empty",
                        hint="pass --resume to continue its build, or choose another -o")
-    if resume and recipe_file.exists() and json.loads(recipe_file.read_text()) != asdict(recipe):
-        raise P2EError(f"the recipe differs from the one {out} was started with ({recipe_file})",
-                       hint="resume with the same recipe, or build into a new -o")
     checkpoints = Checkpoints(work)
+    if resume and recipe_file.exists():
+        check_resumable(json.loads(recipe_file.read_text()), asdict(recipe), checkpoints, out)
     recipe_file.write_text(json.dumps(asdict(recipe), indent=2))
     torch.manual_seed(recipe.seed)
     bank = photo_bank("train", size=2 * recipe.size)

@@ -1,0 +1,206 @@
+"""The weight-driven hypernetwork of Prompt2Effect, in one file, readable top to bottom.
+
+    W0 of every adapted layer ──► row tokens (out × in) and column tokens (in × out), full rank
+        + layer / module-type / row-or-column embeddings
+    n learnable queries ──cross-attend──► weight tokens            (compression; no prompt:
+                                                                    computed once per base, cached)
+    [latents ; prompt tokens] ──Transformer──► fused latents         (fusion with the effect prompt)
+    each row token of W0 ──cross-attend──► fused ──► row i of B      (Perceiver-IO decode: any
+    each column token    ──cross-attend──► fused ──► column j of A    shape, any number of layers)
+
+The outputs are SVD-canonical LoRA factors (B = U S^½, A = S^½ Vᵀ, alpha = rank) for all layers
+in one pass. Ablation switches (HypernetConfig): queries, tokenize full|half, conditioning
+weights|noise|none, design unified|ensemble (one small predictor per transformer block).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..training import name_seed
+
+MODULE_TYPES = ("self_q", "self_k", "self_v", "self_o", "cross_q", "cross_k", "cross_v", "cross_o",
+                "add_k", "add_v", "ffn_in", "ffn_out")
+
+
+@dataclass
+class HypernetConfig:
+    dim: int = 128
+    heads: int = 4
+    queries: int = 256
+    fusion_layers: int = 4
+    decoder_layers: int = 1
+    rank: int = 8
+    text_dim: int = 384
+    max_blocks: int = 64
+    tokenize: Literal["full", "half"] = "full"
+    conditioning: Literal["weights", "noise", "none"] = "weights"
+    design: Literal["unified", "ensemble"] = "unified"
+
+
+@dataclass
+class LayerSpec:
+    """One adapted layer as the hypernetwork sees it (from wan.layer_table)."""
+
+    name: str
+    module_type: str
+    block: int
+    out_features: int
+    in_features: int
+
+
+class Attention(nn.Module):
+    """Multi-head attention with pre-norm and a residual MLP: x ← x + attn(x, context); x ← x + mlp(x).
+    Self-attention when built with cross=False (context is x itself)."""
+
+    def __init__(self, dim: int, heads: int, cross: bool = False):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.context_norm = nn.LayerNorm(dim) if cross else None
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = x.shape
+        h = self.norm(x)
+        c = h if context is None else self.context_norm(context)
+        q = self.q(h).view(b, n, self.heads, d // self.heads).transpose(1, 2)
+        k, v = self.kv(c).view(b, c.shape[1], 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        x = x + self.out(y.transpose(1, 2).reshape(b, n, d))
+        return x + self.mlp(x)
+
+
+def half_rank(w: torch.Tensor) -> torch.Tensor:
+    """W0 truncated to half its rank (the 'half' tokenization ablation)."""
+    u, s, vh = torch.linalg.svd(w.float(), full_matrices=False)
+    k = max(1, len(s) // 2)
+    return (u[:, :k] * s[:k]) @ vh[:k]
+
+
+class WeightTokenizer(nn.Module):
+    """Rows and columns of each W0 → tokens of width `dim`, tagged with where they come from."""
+
+    def __init__(self, config: HypernetConfig, widths: list[int]):
+        super().__init__()
+        self.config = config
+        self.project = nn.ModuleDict({str(w): nn.Linear(w, config.dim) for w in sorted(set(widths))})
+        self.block = nn.Embedding(config.max_blocks, config.dim)
+        self.module_type = nn.Embedding(len(MODULE_TYPES), config.dim)
+        self.side = nn.Embedding(2, config.dim)  # 0 = row token (→ B), 1 = column token (→ A)
+
+    def index_code(self, n: int) -> torch.Tensor:
+        """Sinusoidal code of the position i/n inside the layer (rows and columns are ordered)."""
+        position = torch.arange(n, dtype=torch.float32).unsqueeze(1) / n
+        freqs = torch.exp(torch.arange(0, self.config.dim, 2, dtype=torch.float32) * (-math.log(100.0) / self.config.dim))
+        angles = 2 * math.pi * position * freqs * n ** 0.5
+        return torch.cat([angles.sin(), angles.cos()], dim=1)[:, : self.config.dim]
+
+    def forward(self, layers: list[LayerSpec], weights: list[torch.Tensor]) -> torch.Tensor:
+        """All tokens of all layers, (T, dim), in order: for each layer its rows, then its columns."""
+        tokens = []
+        for spec, w in zip(layers, weights):
+            w = w.float()
+            if self.config.tokenize == "half":
+                w = half_rank(w)
+            tag = self.block.weight[spec.block] + self.module_type.weight[MODULE_TYPES.index(spec.module_type)]
+            for side, matrix in ((0, w), (1, w.T)):
+                if self.config.conditioning == "weights":
+                    content = self.project[str(matrix.shape[1])](matrix)
+                elif self.config.conditioning == "noise":  # a fixed random stand-in for W0 (ablation)
+                    g = torch.Generator().manual_seed(name_seed("noise-tokens", spec.name, side))
+                    content = self.project[str(matrix.shape[1])](torch.randn(matrix.shape, generator=g) * matrix.std())
+                else:  # "none": no weight content at all, only where the token is
+                    content = torch.zeros(matrix.shape[0], self.config.dim)
+                tokens.append(content + tag + self.side.weight[side] + self.index_code(matrix.shape[0]))
+        return torch.cat(tokens)
+
+
+class Predictor(nn.Module):
+    """Compress weight tokens into latents, fuse with the prompt, decode every token's factor row."""
+
+    def __init__(self, config: HypernetConfig):
+        super().__init__()
+        d = config.dim
+        self.queries = nn.Parameter(torch.randn(config.queries, d) * 0.02)
+        self.compress = Attention(d, config.heads, cross=True)
+        self.text = nn.Linear(config.text_dim, d)
+        self.fusion = nn.ModuleList(Attention(d, config.heads) for _ in range(config.fusion_layers))
+        self.decoder = nn.ModuleList(Attention(d, config.heads, cross=True) for _ in range(config.decoder_layers))
+        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.rank))
+        self.use_weights = config.conditioning != "none"
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Prompt-independent latents (queries, dim) from this predictor's weight tokens."""
+        latents = self.queries.unsqueeze(0)
+        if self.use_weights:
+            latents = self.compress(latents, tokens.unsqueeze(0))
+        return latents.squeeze(0)
+
+    def forward(self, latents: torch.Tensor, tokens: torch.Tensor, text: torch.Tensor,
+                text_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, T, rank): for every token, its row of B or column of A, per prompt."""
+        batch = text.shape[0]
+        x = torch.cat([latents.unsqueeze(0).expand(batch, -1, -1), self.text(text)], dim=1)
+        mask = torch.cat([torch.ones(batch, latents.shape[0], dtype=torch.bool, device=text.device), text_mask], dim=1)
+        for layer in self.fusion:
+            x = layer(x, mask=mask)
+        y = tokens.unsqueeze(0).expand(batch, -1, -1)
+        for layer in self.decoder:
+            y = layer(y, context=x, mask=mask)
+        return self.head(y)
+
+
+class Hypernetwork(nn.Module):
+    """W0 of a base + prompt embeddings → canonical LoRA factors of every adapted layer."""
+
+    def __init__(self, config: HypernetConfig, layers: list[LayerSpec]):
+        super().__init__()
+        self.config = config
+        self.layers = layers
+        widths = [n for spec in layers for n in (spec.in_features, spec.out_features)]
+        self.tokenizer = WeightTokenizer(config, widths)
+        groups = sorted({spec.block for spec in layers}) if config.design == "ensemble" else [None]
+        self.groups = groups
+        self.predictors = nn.ModuleList(Predictor(config) for _ in groups)
+        # per-layer output scale: the network predicts factors in units of the library's typical size
+        self.register_buffer("scale_b", torch.ones(len(layers)))
+        self.register_buffer("scale_a", torch.ones(len(layers)))
+
+    def token_groups(self) -> list[list[int]]:
+        """Which layers each predictor handles (all of them, or one block each)."""
+        return [[i for i, s in enumerate(self.layers) if g is None or s.block == g] for g in self.groups]
+
+    def encode_weights(self, weights: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The prompt-independent part, per predictor: (latents, tokens). Cache it per base."""
+        cache = []
+        for predictor, members in zip(self.predictors, self.token_groups()):
+            tokens = self.tokenizer([self.layers[i] for i in members], [weights[i] for i in members])
+            cache.append((predictor.encode(tokens), tokens))
+        return cache
+
+    def forward(self, encoded: list[tuple[torch.Tensor, torch.Tensor]], text: torch.Tensor,
+                text_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (B (batch, out, r), A (batch, r, in)) for a batch of prompt embeddings."""
+        factors: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
+        for predictor, members, (latents, tokens) in zip(self.predictors, self.token_groups(), encoded):
+            out = predictor(latents, tokens, text, text_mask)
+            offset = 0
+            for i in members:
+                spec = self.layers[i]
+                rows = out[:, offset:offset + spec.out_features]
+                cols = out[:, offset + spec.out_features:offset + spec.out_features + spec.in_features]
+                offset += spec.out_features + spec.in_features
+                factors[i] = (rows * self.scale_b[i], cols.transpose(1, 2) * self.scale_a[i])
+        return factors  # type: ignore[return-value]

@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from p2e_cli.hypernet.model import HypernetConfig, Hypernetwork, LayerSpec
+
+LAYERS = [LayerSpec("blocks.0.attn1.to_q", "self_q", 0, 8, 8), LayerSpec("blocks.0.ffn.net.0.proj", "ffn_in", 0, 16, 8),
+          LayerSpec("blocks.1.ffn.net.2", "ffn_out", 1, 8, 16)]
+
+
+def weights():
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(s.out_features, s.in_features, generator=g) for s in LAYERS]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"tokenize": "half"}, {"conditioning": "noise"}, {"conditioning": "none"},
+                                       {"design": "ensemble"}, {"queries": 4}])
+def test_one_pass_writes_factors_of_every_layer(overrides):
+    torch.manual_seed(0)
+    config = HypernetConfig(**{**dict(dim=16, heads=2, queries=8, fusion_layers=1, rank=3, text_dim=12), **overrides})
+    net = Hypernetwork(config, LAYERS)
+    encoded = net.encode_weights(weights())
+    text, mask = torch.randn(2, 5, 12), torch.ones(2, 5, dtype=torch.bool)
+    factors = net(encoded, text, mask)
+    assert [tuple(b.shape) for b, _ in factors] == [(2, 8, 3), (2, 16, 3), (2, 8, 3)]
+    assert [tuple(a.shape) for _, a in factors] == [(2, 3, 8), (2, 3, 8), (2, 3, 16)]
+    loss = sum(b.pow(2).mean() + a.pow(2).mean() for b, a in factors)
+    loss.backward()
+    unused = ("compress", "project") if overrides.get("conditioning") == "none" else ()
+    missing = [n for n, p in net.named_parameters() if p.grad is None and not any(u in n for u in unused)]
+    assert missing == []
+
+
+def test_prompt_changes_the_output_and_padding_does_not():
+    torch.manual_seed(0)
+    net = Hypernetwork(HypernetConfig(dim=16, heads=2, queries=8, fusion_layers=1, rank=3, text_dim=12), LAYERS)
+    encoded = net.encode_weights(weights())
+    text = torch.randn(2, 5, 12)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    b = net(encoded, text, mask)[0][0]
+    assert not torch.allclose(b[0], b[1])
+    padded = text.clone()
+    padded[0, 3:] = 100.0  # masked positions must not matter
+    torch.testing.assert_close(net(encoded, padded, mask)[0][0][0], b[0])
