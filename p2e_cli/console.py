@@ -6,6 +6,7 @@ The CLI calls `configure()` once from its global options; everything else prints
 from __future__ import annotations
 
 import json
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 from rich.console import Console
 
 T = TypeVar("T")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline
 
 
 @dataclass
@@ -32,16 +34,25 @@ def configure(*, json_output: bool = False, quiet: bool = False, verbose: bool =
     mode.json, mode.quiet, mode.verbose = json_output, quiet, verbose
 
 
+def plain(value: Any) -> str:
+    """Text from outside p2e (file names, captions, prompts, metadata), made literal for a rich
+    print: markup escaped and control characters shown as \\xNN, so a file can neither break the
+    output ('[/bold]' makes rich raise), style it, nor drive the terminal (escape sequences)."""
+    from rich.markup import escape
+
+    return escape(CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(value)))
+
+
 def info(message: str) -> None:
-    """A human message on stderr; silent under --quiet and --json."""
+    """A human message on stderr, printed literally (see `plain`); silent under --quiet and --json."""
     if not (mode.quiet or mode.json):
-        err.print(message)
+        err.print(plain(message))
 
 
 def warn(message: str) -> None:
     """A warning on stderr; shown even under --json (stdout stays clean), hidden by --quiet."""
     if not mode.quiet:
-        err.print(f"[yellow]warning:[/yellow] {message}")
+        err.print(f"[yellow]warning:[/yellow] {plain(message)}")
 
 
 def result(data: Any, human: Callable[[], None] | None = None) -> None:

@@ -78,7 +78,7 @@ def hoist_global_options(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 runtime failure, 2 bad input, 130 interrupted."""
-    from rich.markup import escape
+    from ..console import plain
 
     try:
         from typer._click.exceptions import ClickException  # typer vendors click since 0.2x
@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except P2EError as e:
         if console.mode.verbose:
             traceback.print_exc()
-        console.err.print(f"[red]error:[/red] {escape(e.message)}")
+        console.err.print(f"[red]error:[/red] {plain(e.message)}")
         if e.hint:
-            console.err.print(f"[dim]hint: {escape(e.hint)}[/dim]")
+            console.err.print(f"[dim]hint: {plain(e.hint)}[/dim]")
         return e.exit_code
     except ClickException as e:
         e.show()
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if console.mode.verbose:
             traceback.print_exc()
         else:
-            console.err.print(f"[red]error:[/red] unexpected {type(e).__name__}: {escape(str(e))}")
+            console.err.print(f"[red]error:[/red] unexpected {type(e).__name__}: {plain(e)}")
             console.err.print("[dim]hint: rerun with --verbose for the traceback, and report it if it is a bug[/dim]")
         return 1
 

@@ -21,7 +21,7 @@ def _print_base(record: Record, layers: list[Any] | None) -> None:
     d = record.data
     s = d["sizes"]
     console.out.print(f"[bold]base {record.name}[/bold]  id {record.id}  family {d['family']}")
-    console.out.print(f"path {d['path']}")
+    console.out.print(f"path {console.plain(d['path'])}")
     console.out.print(f"transformer: {s['blocks']} blocks x {s['dim']} dim, {s['heads']} heads, ffn {s['ffn_dim']}, "
                       f"text {s['text_dim']}" + (f", image {s['image_dim']}" if s.get("image_dim") else "")
                       + f"; experts: {', '.join(d['experts'])}; text encoder {d['text_encoder']}")
@@ -75,7 +75,7 @@ def ls() -> None:
         for r in records:
             s = r.data["sizes"]
             table.add_row(r.name or "", r.id, r.data["family"], f"{s['blocks']} x {s['dim']}", str(r.data["n_layers"]),
-                          r.data["layer_table"], r.data["path"])
+                          r.data["layer_table"], console.plain(r.data["path"]))
         console.out.print(table)
 
     console.result([base_json(r) for r in records], human)

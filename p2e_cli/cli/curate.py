@@ -90,9 +90,10 @@ def add(path: Path = typer.Argument(..., help="Folder of clip.mp4 + clip.txt pai
         console.out.print(f"added {counts['added']} clip(s) of {effect}, {counts['existing']} already present, "
                           f"skipped {counts['skipped']}")
         for record in report.added:
-            console.out.print(f"  added {record.id}: {Path(record.data['origin']).name} ({record.data['frames']} frames)")
+            console.out.print(f"  added {record.id}: {console.plain(Path(record.data['origin']).name)} "
+                              f"({record.data['frames']} frames)")
         for skipped in report.skipped:
-            console.out.print(f"  [yellow]skipped[/yellow] {skipped['file']}: {skipped['reason']}")
+            console.out.print(f"  [yellow]skipped[/yellow] {console.plain(skipped['file'])}: {console.plain(skipped['reason'])}")
 
     console.result(report.to_json(), human)
 
@@ -122,8 +123,8 @@ def ls(effect: Optional[str] = typer.Option(None, "--effect", help="Only clips o
         for r in records:
             d = r.data
             photo = d.get("photo") or Path(d.get("origin", "")).name
-            table.add_row(r.id, d["effect"], d["source"], f"{photo} ({d.get('photo_split')})",
-                          f"{d['frames']}x{d['height']}x{d['width']}", d["caption"])
+            table.add_row(r.id, d["effect"], d["source"], console.plain(f"{photo} ({d.get('photo_split')})"),
+                          f"{d['frames']}x{d['height']}x{d['width']}", console.plain(d["caption"]))
         console.out.print(table)
 
     console.result([r.to_json() for r in records], human)

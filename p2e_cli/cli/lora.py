@@ -30,7 +30,7 @@ def compatibility(lora: Any, bases: list[Any]) -> list[dict[str, Any]]:
 
 def _print_inspect(info: dict[str, Any]) -> None:
     out = console.out
-    out.print(f"[bold]{info['path']}[/bold]")
+    out.print(f"[bold]{console.plain(info['path'])}[/bold]")
     out.print(f"format {info['format']}, {info['layers']} LoRA layers, rank {'/'.join(map(str, info['ranks']))}, "
               f"alpha {'/'.join(f'{a:g}' for a in info['alphas'])}, dtype {info['dtype']}")
     if info["module_types"]:
@@ -47,7 +47,7 @@ def _print_inspect(info: dict[str, Any]) -> None:
             out.print(f"[red]does not fit base {c['base']}[/red]: {'; '.join(c['problems'][:3])}"
                       + (f" (+{c['n_problems'] - 3} more)" if c["n_problems"] > 3 else ""))
     for key, value in sorted(info["metadata"].items()):
-        out.print(f"[dim]{key}[/dim] = {value if len(value) < 200 else value[:200] + '...'}")
+        out.print(f"[dim]{console.plain(key)}[/dim] = {console.plain(value if len(value) < 200 else value[:200] + '...')}")
 
 
 @app.command("inspect")

@@ -28,7 +28,7 @@ def ls() -> None:
 
     def human() -> None:
         for row in rows:
-            console.out.print(f"{row['name']:<20} {row['kind'] or '?':<10} {row['path']}")
+            console.out.print(f"{row['name']:<20} {row['kind'] or '?':<10} {console.plain(row['path'])}")
 
     console.result(rows, human)
 
@@ -43,7 +43,7 @@ def show(name: str = typer.Argument(..., help="Shipped recipe name or a recipe f
     import yaml
 
     config = to_dict(load_recipe(name, set_))
-    console.result(config, lambda: console.out.print(yaml.safe_dump(config, sort_keys=False).rstrip()))
+    console.result(config, lambda: console.out.print(console.plain(yaml.safe_dump(config, sort_keys=False).rstrip())))
 
 
 @app.command("validate")
@@ -55,7 +55,7 @@ def validate(file: Path = typer.Argument(..., help="Recipe file to check."),
     """
     config = load_recipe(file, set_)
     console.result({"valid": True, "kind": config.kind, "path": str(file)},
-                   lambda: console.out.print(f"{file}: valid {config.kind} recipe"))
+                   lambda: console.out.print(f"{console.plain(file)}: valid {config.kind} recipe"))
 
 
 @app.command("cp")

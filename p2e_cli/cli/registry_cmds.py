@@ -65,9 +65,9 @@ def show(ref: str = typer.Argument(..., help="Record id (or prefix), name, or KI
         console.out.print(f"[bold]{record.label}[/bold]  id {record.id}  {record.subkind or ''}")
         console.out.print(f"created {record.created} by p2e {record.version}")
         for role, f in record.files.items():
-            console.out.print(f"file {role}: {reg.path(f)} ({f.size} bytes, sha256 {f.sha256[:12]})")
+            console.out.print(f"file {role}: {console.plain(reg.path(f))} ({f.size} bytes, sha256 {f.sha256[:12]})")
         if record.data:
-            console.out.print(json.dumps(record.data, indent=2, default=str))
+            console.out.print(console.plain(json.dumps(record.data, indent=2, default=str)))
         console.out.print(lineage_tree(tree))
         if children:
             console.out.print(f"children: {', '.join(children)}")
@@ -93,11 +93,11 @@ def doctor(fix: bool = typer.Option(False, "--fix", help="Remove stale temp file
     report = open_registry().doctor(fix=fix)
 
     def human() -> None:
-        console.out.print(f"registry {report['home']} (schema v{report['schema_version']}): "
+        console.out.print(f"registry {console.plain(report['home'])} (schema v{report['schema_version']}): "
                           f"{report['records']} records, {report['files']} files, index {report['integrity']}")
         for key in ("missing", "corrupt", "orphans", "temp_files", "dangling_parents", "fixed"):
             for item in report[key]:
-                console.out.print(f"  {key}: {item}")
+                console.out.print(f"  {key}: {console.plain(item)}")
         console.out.print("[green]ok[/green]" if report["ok"] else "[red]problems found[/red]")
 
     console.result(report, human)
