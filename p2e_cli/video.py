@@ -17,6 +17,7 @@ from .files import atomic_write, check_output_path, readable_file
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webp", ".png")
 MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs before decoding
+MAX_VIDEO_BYTES = 4 << 30  # decoded frames of one video held at once
 
 
 def as_frames(frames: np.ndarray) -> np.ndarray:
@@ -112,20 +113,37 @@ def read_image(path: Path | str) -> np.ndarray:
 
 
 def read_video(path: Path | str) -> tuple[np.ndarray, float]:
-    """Read a video as ((T, H, W, 3) uint8 frames, fps); unreadable files are a clear P2EError."""
+    """Read a video as ((T, H, W, 3) uint8 frames, fps); unreadable files are a clear P2EError, and
+    so are video decompression bombs (a few KB of H.264 can decode to many GB): frames larger than
+    images may be are refused before decoding, and decoding stops at MAX_VIDEO_BYTES."""
     import imageio.v3 as iio
 
     path = readable_file(path, "video")
+    plugin = "FFMPEG" if path.suffix.lower() not in (".gif", ".webp") else None
+    decoded, total = [], 0
     try:
-        meta = iio.immeta(path, plugin="FFMPEG") if path.suffix.lower() not in (".gif", ".webp") else {}
-        frames = iio.imread(path, plugin="FFMPEG" if path.suffix.lower() not in (".gif", ".webp") else None)
+        meta = iio.immeta(path, plugin=plugin) if plugin else {}
+        width, height = meta.get("size") or (0, 0)
+        if width * height > MAX_IMAGE_PIXELS:
+            raise P2EError(f"video {path} is {width}x{height}, larger than p2e accepts",
+                           hint="downscale it below 64 megapixels per frame first")
+        for frame in iio.imiter(path, plugin=plugin):
+            total += frame.nbytes
+            if total > MAX_VIDEO_BYTES:
+                raise P2EError(f"video {path} decodes to more than {MAX_VIDEO_BYTES >> 30} GiB of frames",
+                               hint="trim or downscale it first: a clip needs a few seconds at most")
+            decoded.append(frame)
+        if not decoded:
+            raise P2EError(f"video {path} has no frames")
+        frames = np.stack(decoded)
+    except P2EError:
+        raise
     except Exception as e:  # imageio/ffmpeg raise many types for corrupt input
         raise P2EError(f"cannot read video {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-    frames = np.asarray(frames)
-    if frames.ndim == 3:
-        frames = frames[None]
-    if frames.ndim != 4 or frames.shape[0] == 0:
-        raise P2EError(f"video {path} has no frames")
+    if frames.ndim == 3:  # grayscale
+        frames = np.repeat(frames[..., None], 3, axis=-1)
+    if frames.ndim != 4 or frames.shape[-1] not in (3, 4):
+        raise P2EError(f"video {path} has frames shaped {frames.shape[1:]}, not height x width x colour")
     if frames.shape[-1] == 4:
         frames = frames[..., :3]
     return frames.astype(np.uint8), float(meta.get("fps", 8.0) or 8.0)

@@ -2,6 +2,7 @@
 `p2e curate add` skips bad clips with a reason and refuses a folder with none usable."""
 
 import os
+import subprocess
 
 from tests.reliability import hostile
 
@@ -58,6 +59,19 @@ def test_non_utf8_caption(case):
     folder = _clip_folder(case, a=hostile.video)
     (folder / "a.txt").write_bytes(b"caf\xe9 au lait \xff\xfe melting\n")
     case.expect(case.p2e("curate", "add", folder, "--effect", "melt"), 2, "no valid clips", "unreadable caption a.txt")
+
+
+def test_video_decompression_bomb(case):
+    """Half a second of black 8192x8192 H.264: 200 KB that decodes to 400 MB per second."""
+    import imageio_ffmpeg
+
+    folder = case.work / "clips"
+    folder.mkdir()
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
+                    "color=black:s=8192x8192:d=0.5:r=4", "-c:v", "libx264", "-preset", "ultrafast", folder / "a.mp4"],
+                   check=True)
+    (folder / "a.txt").write_text("melting\n", encoding="utf-8")
+    case.expect(case.p2e("curate", "add", folder, "--effect", "melt"), 2, "8192x8192, larger than p2e accepts")
 
 
 def test_bad_clips_are_skipped_and_good_ones_kept(case):

@@ -174,3 +174,13 @@ def test_export_writes_the_trainer_layout_that_add_reads_back(reg, tmp_path):
     assert [x["video"] for x in lines] == [r["video"] for r in rows]
     back = curate.add_clips(open_registry(tmp_path / "other"), out, "pixelate", fps=8, max_frames=9, size=(32, 32))
     assert len(back.added) == 2 and not back.skipped
+
+
+def test_read_video_stops_decoding_at_its_memory_cap(tmp_path, monkeypatch):
+    from p2e_cli import video
+
+    path = write_video(np.zeros((9, 32, 32, 3), np.uint8), tmp_path / "clip.mp4")
+    assert video.read_video(path)[0].shape == (9, 32, 32, 3)
+    monkeypatch.setattr(video, "MAX_VIDEO_BYTES", 4 * 32 * 32 * 3)
+    with pytest.raises(P2EError, match="decodes to more than"):
+        video.read_video(path)
