@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=args, prog_name="p2e", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into this exit code itself
+            console.err.print("[red]interrupted[/red]")
         return code if isinstance(code, int) else 0
     except P2EError as e:
         if console.mode.verbose:

@@ -103,7 +103,9 @@ class Case:
         self.seed(self.home)
         self.runs: list[Run] = []
         self.problems: list[str] = []
-        self.kills = False  # a case that kills p2e may leave temp files (never under real names)
+        # what an interrupted p2e may leave behind, never under a real name: a kill leaves temp files
+        # and orphans (an artifact stored, its record not yet), Ctrl-C only orphans
+        self.litter_ok: set[str] = set()
         self.restores: list[Callable[[], None]] = []  # undone before the lost check (read-only mounts)
         self.cleanups: list[Callable[[], None]] = []  # undone after it (small file systems holding a home)
 
@@ -179,7 +181,7 @@ class Case:
 
     def killed(self, run: Run) -> Run:
         """`run` died of SIGKILL (what a kill case wants), printing no traceback before it."""
-        self.kills = True
+        self.litter_ok |= {"temp_files", "orphans"}
         problems = ["printed a traceback"] if run.crashed else []
         if run.code != -signal.SIGKILL:
             problems.append(f"exit {run.code}, expected death by SIGKILL")
@@ -232,10 +234,9 @@ class Case:
                 found += [f"{home.name}: {key} {item}" for item in report[key]]
             if report["integrity"] != "ok":
                 found.append(f"{home.name}: index integrity {report['integrity']}")
-            if not self.kills:
-                for key in ("temp_files", "orphans"):
-                    if report[key]:
-                        self.problems.append(f"{home.name}: {key} left behind: {report[key]}")
+            for key in {"temp_files", "orphans"} - self.litter_ok:
+                if report[key]:
+                    self.problems.append(f"{home.name}: {key} left behind: {report[key]}")
             reg = Registry(home)
             try:
                 for record_id, files in records.items():

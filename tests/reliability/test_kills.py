@@ -69,6 +69,21 @@ def test_kills_at_many_points_of_a_synth(case):
     assert len(clips(case)) == 1 + 8
 
 
+def test_ctrl_c_during_a_synth(case):
+    """SIGINT after the first stored clip: exit 130 with one line, no temp file, registry intact."""
+    store = case.home / "artifacts"
+    before = sum(1 for p in store.rglob("*") if p.is_file())
+    proc = case.start(*SYNTH)
+    while proc.poll() is None and sum(1 for p in store.rglob("*") if p.is_file()) == before:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    run = case.finish(proc, SYNTH)
+    case.litter_ok.add("orphans")  # interrupted between storing a clip and recording it
+    if run.code != 0:  # it may have finished the moment before
+        assert run.code == 130 and "interrupted" in run.stderr and not run.crashed, run
+    assert not doctor_ok(case)["temp_files"]
+
+
 def test_kill_during_render(case, micro):
     image = hostile.png(case.work / "cat.png")
     args = ("render", image, "--base", micro, "--steps", "5000", "-o", "out.mp4")
