@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 FORMATS = ("diffusers", "peft", "wan", "comfyui", "musubi", "diffsynth")
 WRITE_FORMATS = ("diffusers", "wan", "comfyui", "musubi")
+MAX_HEADER = 100_000_000  # the safetensors library's own limit
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
 METADATA_KEY = "lora_adapter_metadata"  # diffusers.loaders.lora_base.LORA_ADAPTER_METADATA_KEY
 IMPLEMENTATIONS = {"diffusers": "https://github.com/huggingface/diffusers", "wan": "https://github.com/Wan-Video/Wan2.1",
                    "comfyui": "https://github.com/Wan-Video/Wan2.1", "musubi": "https://github.com/Wan-Video/Wan2.1"}
@@ -188,17 +190,43 @@ def block_norms(lora: LoraFile) -> dict[str, float]:
 
 
 def _check_safetensors(path: Path) -> None:
-    """Refuse pickles and anything that is not a safetensors file, before any parsing."""
+    """Refuse pickles and anything that is not a whole safetensors file before torch reads a byte:
+    the header must be a JSON object of floating-point tensors whose data exactly fills the rest of
+    the file (so a truncated download, or junk, is refused at once)."""
+    size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(9)
-    # a safetensors file starts with its header length (u64 little-endian) and then '{'; that test
-    # comes first, since the length's low byte may be anything, 0x80 (pickle's opcode) included
-    if len(head) == 9 and struct.unpack("<Q", head[:8])[0] + 8 <= path.stat().st_size and head[8:9] == b"{":
-        return
-    if head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
-        raise P2EError(f"{path} is a pickle / PyTorch checkpoint; p2e never loads pickles (they can run code)",
-                       hint="convert it to .safetensors with a tool you trust, then retry")
-    raise P2EError(f"{path} is not a safetensors file", hint="LoRA files must be .safetensors")
+        length = struct.unpack("<Q", head[:8])[0] if len(head) == 9 else 0
+        # a safetensors file starts with its header length (u64 little-endian) and then '{'; that test
+        # comes first, since the length's low byte may be anything, 0x80 (pickle's opcode) included
+        if not (len(head) == 9 and length + 8 <= size and head[8:9] == b"{"):
+            if head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
+                raise P2EError(f"{path} is a pickle / PyTorch checkpoint; p2e never loads pickles (they can run code)",
+                               hint="convert it to .safetensors with a tool you trust, then retry")
+            raise P2EError(f"{path} is not a safetensors file", hint="LoRA files must be .safetensors")
+        if length > MAX_HEADER:
+            raise P2EError(f"{path} has a {length}-byte safetensors header, more than a LoRA file has")
+        f.seek(8)
+        raw = f.read(length)
+    damaged = "the file may be truncated or corrupt"
+    try:
+        header = json.loads(raw)
+    except ValueError as e:  # not UTF-8, or not JSON
+        raise P2EError(f"cannot read {path}: its header is not valid JSON ({e})", hint=damaged) from None
+    end = 0
+    for key, entry in (header.items() if isinstance(header, dict) else [("header", header)]):
+        if key == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise P2EError(f"cannot read {path}: its header entry {key!r:.60} is not a tensor", hint=damaged)
+        if entry.get("dtype") not in FLOAT_DTYPES:
+            raise P2EError(f"{key}: holds non-float values ({entry.get('dtype')!r:.20})",
+                           hint="LoRA factors are floating point (F32, F16, BF16)")
+        end = max(end, offsets[1])
+    if 8 + length + end != size:
+        raise P2EError(f"cannot read {path}: its header describes {end} bytes of tensors, the file holds "
+                       f"{size - 8 - length}", hint=damaged)
 
 
 def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

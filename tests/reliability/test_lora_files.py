@@ -36,7 +36,7 @@ def test_huge_header_length(case):
 
 def test_header_not_json(case):
     lora = hostile.raw_safetensors(case.work / "melt.safetensors", b"{this is not json at all}", b"\0" * 64)
-    case.expect(case.p2e("lora", "inspect", lora), 2, "cannot read", "invalid JSON")
+    case.expect(case.p2e("lora", "inspect", lora), 2, "cannot read", "not valid JSON")
 
 
 def test_header_points_past_the_end(case):
