@@ -4,7 +4,8 @@ fresh, seeded P2E_HOME, and ends up in one tally line:
     reliability: N cases, N clean, N tracebacks, N lost
 
 clean     the case passed: every command gave its expected exit code, and every failure a short,
-          clear `error:` line (no traceback, no "unexpected" catch-all), and nothing was lost;
+          clear `error:` line (no traceback, no "unexpected" catch-all); nothing was lost, and a
+          case that interrupts nothing left no temp file or orphan artifact behind;
 traceback a command printed a Python traceback or fell into the CLI's catch-all for bugs;
 lost      afterwards a seeded record or an artifact is missing or corrupt (`p2e doctor`), or the
           index fails its integrity check.
@@ -98,6 +99,7 @@ class Case:
         self.root = root
         self.work = root / "work"  # the commands' working directory (default outputs land here)
         self.work.mkdir()
+        self.homes = 0
         self.home = self.new_home()
         self.seeded: dict[Path, dict[str, dict[str, str]]] = {}
         self.seed(self.home)
@@ -111,8 +113,8 @@ class Case:
 
     def new_home(self) -> Path:
         """Another fresh registry folder (not created yet: p2e creates it)."""
-        index = len(list(self.root.glob("home*")))
-        return self.root / (f"home{index}" if index else "home")
+        self.homes += 1
+        return self.root / ("home" if self.homes == 1 else f"home{self.homes - 1}")
 
     def seed(self, home: Path) -> None:
         """Records and artifacts that must survive the case untouched (the lost check's baseline)."""
