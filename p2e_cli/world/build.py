@@ -249,9 +249,12 @@ def base_settings(recipe: WorldRecipe) -> dict[str, Any]:
 def export(out: Path, recipe: WorldRecipe, vae, transformer, text_dir: Path | None = None) -> Path:
     """Write the diffusers directory: fp16 vae/transformer, scheduler, model_index.json,
     p2e_base.json; text_encoder/tokenizer link to the installed MiniLM (not copied: 90 MB)."""
-    for name, model in (("vae", vae), ("transformer", transformer)):
-        model.to(torch.float16).save_pretrained(out / name, safe_serialization=True)
-        model.to(torch.float32)
+    from ..wan import quiet_libraries
+
+    with quiet_libraries():  # diffusers warns about fp16 casts of norm layers; fp16 is the shipping format
+        for name, model in (("vae", vae), ("transformer", transformer)):
+            model.to(torch.float16).save_pretrained(out / name, safe_serialization=True)
+            model.to(torch.float32)
     make_scheduler(recipe).save_pretrained(out / "scheduler")
     link_text_encoder(out, text_dir)
     import diffusers
