@@ -27,7 +27,7 @@ import numpy as np
 from . import effects as fx
 from .errors import P2EError
 from .files import atomic_write, write_failure
-from .photos import load_photo, photo_names, random_view
+from .photos import photo_names, random_view
 from .registry import Record, Registry, validate_name
 
 CLIP_TENSOR = "frames"

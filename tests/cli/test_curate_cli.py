@@ -1,6 +1,5 @@
 """p2e curate through the real CLI (in-process), including the issue's Done-when for `curate add`."""
 
-import json
 
 import pytest
 
