@@ -4,7 +4,8 @@ Prints three figures:
   render   procedural clips rendered in memory (every train effect, random views and jittered params)
   synth    clips synthesised into a fresh registry (render + lossless safetensors + SQLite record)
   rerun    the same synth again (every clip already present: hashing and dedupe only)
-Latents/s (curate encode) is measured once encode exists; it needs a Wan base.
+  encode   latents/s: VAE encoding of synthesised clips (what `curate encode` does per clip) with a
+           randomly initialised VAE of the tiny world's shape (speed does not depend on the weights)
 
 Run: python benchmarks/curate.py [--clips-per-effect 2] [--frames 17] [--size 64]
 """
@@ -57,7 +58,27 @@ def main() -> None:
     print(f"render: {n / render_s:8.1f} clips/s  ({1000 * render_s / n:.1f} ms/clip, in memory)")
     print(f"synth:  {n / synth_s:8.1f} clips/s  ({1000 * synth_s / n:.1f} ms/clip, into the registry)")
     print(f"rerun:  {n / rerun_s:8.1f} clips/s  (all {n} already present, nothing written)")
-    print("encode: latents/s not measured yet (p2e curate encode needs a Wan base)")
+    print(f"encode: {encode_rate(selection, args):8.1f} latents/s (tiny-world VAE shape, batches of 8)")
+
+
+def encode_rate(selection, args) -> float:
+    import torch
+
+    from p2e_cli import curate
+    from p2e_cli.encode import to_video_tensor
+    from p2e_cli.recipes import load_recipe
+    from p2e_cli.world.build import make_vae
+
+    vae = make_vae(load_recipe("world-tiny")).eval()
+    settings = {"frames": args.frames, "size": [args.size, args.size]}
+    clips = [curate.synth_clip(e, 0, 0, args.frames, (args.size, args.size))[0] for e in selection[:32]]
+    videos = torch.stack([to_video_tensor(c, settings) for c in clips])
+    with torch.no_grad():
+        vae.encode(videos[:8])  # warm-up
+        start = time.perf_counter()
+        for i in range(0, len(videos), 8):
+            vae.encode(videos[i:i + 8]).latent_dist.mode()
+    return len(videos) / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":
