@@ -90,13 +90,12 @@ def encode_prompts(vae, texts: list[str], max_sequence_length: int) -> torch.Ten
     from diffusers import WanImageToVideoPipeline
     from transformers import BertModel, BertTokenizerFast
 
+    from ..encode import encode_texts
+
     pipe = WanImageToVideoPipeline(tokenizer=BertTokenizerFast.from_pretrained(minilm_dir()),
                                    text_encoder=BertModel.from_pretrained(minilm_dir()).eval(), vae=vae,
                                    scheduler=None, transformer=None, expand_timesteps=True)
-    with torch.no_grad():
-        embeds, _ = pipe.encode_prompt(texts, do_classifier_free_guidance=False,
-                                       max_sequence_length=max_sequence_length, device=torch.device("cpu"))
-    return embeds.float()
+    return encode_texts(pipe, texts, max_sequence_length)
 
 
 class Checkpoints:
