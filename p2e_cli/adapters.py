@@ -38,10 +38,10 @@ class StackedLoRA(nn.Module):
         y = self.base(x)
         if self.route is None:
             return y
-        a, b = self.A[self.route], self.B[self.route]  # (batch, r, in), (batch, out, r)
+        a, b = self.A[self.route.to(self.A.device)], self.B[self.route.to(self.A.device)]  # (batch, r, in), (batch, out, r)
         h = torch.einsum("bni,bri->bnr", x, a.to(x.dtype))
         delta = torch.einsum("bnr,bor->bno", h, b.to(x.dtype))
-        return y + delta * (self.weight.to(x.dtype) * (self.alpha / self.rank)).view(-1, 1, 1)
+        return y + delta * (self.weight.to(x.device, x.dtype) * (self.alpha / self.rank)).view(-1, 1, 1)
 
 
 def inject(model: nn.Module, names: list[str], seeds: list[int], rank: int, alpha: float) -> dict[str, StackedLoRA]:

@@ -7,7 +7,6 @@ Used by `p2e train lora` (kind reference) and `p2e finetune` (kind finetuned, wi
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from .errors import P2EError
 from .lora_io import LoraFile, LoraLayer, write_lora
 from .lora_training import EffectSet, GroupResult, train_group
 from .registry import Record, Registry
+from .runs import load_checkpoint, save_checkpoint
 from .schemas import LoraRecipe
 from .wan import base_settings, layer_table, load_pipeline, resolve_base
 
@@ -120,26 +120,34 @@ def check_init(init: LoraFile, names: list[str], cfg: LoraRecipe) -> None:
                        hint="use --set rank=R to match it, and a LoRA for the same base")
 
 
-def save_checkpoint(reg: Registry, run: Record, group: list[str], tensors, optimizer_state, meta) -> None:
-    from safetensors.torch import save_file
+def previewer(reg: Registry, base: Record, pipe, run: Record, group: list[EffectData]):
+    """A train_group preview hook: every effect's first validation clip (a held-out photo) rendered
+    from its first frame with the LoRA as trained so far, under the ground truth, as a PNG contact
+    sheet stored on the run (data["previews"]: effect -> the latest sheet's file role)."""
+    from .render import Renderer, RenderParams
+    from .video import contact_sheet, write_image
 
-    with reg.artifact(".safetensors") as weights:
-        save_file(tensors, str(weights.path))
-    buffer = io.BytesIO()
-    torch.save(optimizer_state, buffer)
-    reg.update(run.id, data={"checkpoint": {"group": group, **meta}},
-               files={"checkpoint": weights.ref, "optimizer": reg.store_bytes(buffer.getvalue(), ".pt")})
+    renderer = Renderer(base, pipe=pipe)
+    truths = [curate.load_clip(reg, d.val[0]) for d in group]
 
+    def preview(step: int, layers) -> None:
+        from . import adapters
 
-def load_checkpoint(reg: Registry, run: Record, group: list[str]) -> dict[str, Any] | None:
-    from safetensors.torch import load_file
+        rows, labels = [], []
+        for i, (d, truth) in enumerate(zip(group, truths)):
+            with adapters.routed(layers, torch.full((1,), i)):
+                clip = renderer.render(truth[0], [], RenderParams(prompt=d.prompt, seed=0, frames=len(truth)))
+            rows += [truth, clip]
+            labels += [f"{d.effect} truth", f"{d.effect} step {step}"]
+        with reg.artifact(".png") as sheet:
+            write_image(contact_sheet(rows, labels), sheet.path)
+        role = f"preview-{step}"
+        current = reg.get(run.id)
+        previews = {**current.data.get("previews", {}), **{d.effect: role for d in group}}
+        reg.update(run.id, data={"previews": previews}, files={role: sheet.ref})
+        console.info(f"preview at step {step}: {reg.path(sheet.ref)}")
 
-    state = run.data.get("checkpoint")
-    if not state or state.get("group") != group or "checkpoint" not in run.files:
-        return None
-    optimizer = torch.load(io.BytesIO(reg.path(run.files["optimizer"]).read_bytes()), weights_only=True)
-    meta = {k: v for k, v in state.items() if k != "group"}
-    return {"tensors": load_file(str(reg.path(run.files["checkpoint"]))), "optimizer": optimizer, "meta": meta}
+    return preview
 
 
 def register_lora(reg: Registry, base: Record, run: Record, d: EffectData, result: GroupResult, index: int,
@@ -150,7 +158,7 @@ def register_lora(reg: Registry, base: Record, run: Record, d: EffectData, resul
         write_lora(artifact.path, layers, kind=subkind, base=base, prompt=d.prompt, parents=lineage,
                    title=f"{d.effect} ({subkind})")
     losses = {"base": result.base_loss[index], "lora": result.final_loss(index)}
-    record = reg.add("lora", name=name, subkind=subkind, parents=lineage, files={"weights": artifact.ref}, data={
+    record = reg.add("lora", name=name, subkind=subkind, parents=lineage, files={"lora": artifact.ref}, data={
         "effect": d.effect, "prompt": d.prompt, "base": base.id, "layer_table": base.data.get("layer_table"),
         "rank": cfg.rank, "alpha": cfg.alpha, "val_loss": losses, "run": run.id,
         "history": [h for h in result.history if h["effect"] == index]})
@@ -167,6 +175,11 @@ def train_loras(effects: list[str], cfg: LoraRecipe, *, name: str | None = None,
     from .recipes import to_dict
     from .registry import open_registry
 
+    from .training import distributed_state
+
+    state = distributed_state()  # under `accelerate launch`, the main process alone writes
+    if not state.is_main_process:
+        console.mode.quiet = True
     reg = open_registry()
     if resume is not None:
         run = reg.get(resume, "run")
@@ -190,26 +203,35 @@ def train_loras(effects: list[str], cfg: LoraRecipe, *, name: str | None = None,
     names = [layer.name for layer in layer_table(pipe.transformer, cfg.targets)]
     if init is not None:
         check_init(init, names, cfg)
-    data = [gather(reg, effect, cfg, settings) for effect in effects]
-    encoded = encode_all(reg, base, pipe, data)
+    with state.main_process_first():  # the main process synthesises and encodes; the others read
+        data = [gather(reg, effect, cfg, settings) for effect in effects]
+        encoded = encode_all(reg, base, pipe, data)
     report = dataset_report(data, encoded)
     print_dataset_report(report)
     if resume is None:
-        run = reg.add("run", data={"task": f"train lora ({subkind})", "recipe": to_dict(cfg), "effects": effects,
-                                   "base": base.id, "status": "running", "dataset": report, "done": {}},
-                      parents=[base.id, *parents])
-        console.info(f"run {run.id}: {len(effects)} LoRA(s) on base {base.name or base.id} (resume with --resume {run.id})")
+        run = None
+        if state.is_main_process:
+            run = reg.add("run", data={"task": f"train lora ({subkind})", "recipe": to_dict(cfg), "effects": effects,
+                                       "base": base.id, "status": "running", "dataset": report, "done": {},
+                                       "processes": state.num_processes}, parents=[base.id, *parents])
+            console.info(f"run {run.id}: {len(effects)} LoRA(s) on base {base.name or base.id} "
+                         f"(resume with --resume {run.id})")
     shift = float(settings.get("flow_shift") or pipe.scheduler.config.get("flow_shift", 3.0))
-    records = [reg.get(i) for i in run.data.get("done", {}).values()]
-    todo = [d for d in data if d.effect not in run.data.get("done", {})]
+    done_before = run.data.get("done", {}) if run is not None else {}
+    records = [reg.get(i) for i in done_before.values()]
+    todo = [d for d in data if d.effect not in done_before]
     for start in range(0, len(todo), cfg.group_size):
         group = todo[start:start + cfg.group_size]
         labels = [d.effect for d in group]
         sets = [effect_set(reg, base, d, init) for d in group]
         result = train_group(
-            pipe.transformer, names, sets, cfg, shift=shift, resume=load_checkpoint(reg, reg.get(run.id), labels),
+            pipe.transformer, names, sets, cfg, shift=shift,
+            resume=load_checkpoint(reg, reg.get(run.id), labels) if run is not None else None,
             checkpoint=lambda t, o, m, labels=labels: save_checkpoint(reg, run, labels, t, o, m),
+            preview=previewer(reg, base, pipe, run, group) if cfg.preview_every and state.is_main_process else None,
             description=f"train {', '.join(labels)[:40]}")
+        if not state.is_main_process:
+            continue
         for i, d in enumerate(group):
             record = register_lora(reg, base, run, d, result, i, cfg, subkind, list(parents), name, out)
             records.append(record)
@@ -218,7 +240,9 @@ def train_loras(effects: list[str], cfg: LoraRecipe, *, name: str | None = None,
             loss = record.data["val_loss"]
             console.info(f"{d.effect}: validation loss {loss['base']:.4f} (base) -> {loss['lora']:.4f} (LoRA), "
                          f"lora {record.id}")
-    reg.update(run.id, data={"status": "done", "checkpoint": None})
+    if state.is_main_process:
+        reg.update(run.id, data={"status": "done", "checkpoint": None})
+    state.wait_for_everyone()
     return records
 
 

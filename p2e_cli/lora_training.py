@@ -15,8 +15,10 @@ from typing import Any, Callable
 import torch
 
 from . import adapters, console
+from .errors import P2EError
 from .schemas import LoraRecipe
-from .training import cosine_lr, flow_matching_loss, name_seed, shifted_sigmas, stop_at_step_boundary, validation_loss
+from .training import (cosine_lr, flow_matching_loss, make_accelerator, name_seed, shifted_sigmas, stop_at_step_boundary,
+                       validation_loss)
 
 
 @dataclass
@@ -42,18 +44,22 @@ class GroupResult:
         return [h["val"] for h in self.history if h["effect"] == i][-1]
 
 
-def step_batch(sets: list[EffectSet], cfg: LoraRecipe, step: int, shift: float):
-    """The samples of one step: cfg.batch_size per effect, drawn from (seed, effect, step)."""
+def step_batch(sets: list[EffectSet], cfg: LoraRecipe, step: int, shift: float, rank: int = 0, world: int = 1):
+    """The samples of one step: cfg.batch_size per effect, drawn from (seed, effect, step); of
+    those, process `rank` of `world` takes every world-th one (data parallel under accelerate)."""
     latents, text, route, sigmas, noise = [], [], [], [], []
+    mine = slice(rank, None, world)
     for i, s in enumerate(sets):
         g = torch.Generator().manual_seed(name_seed(cfg.seed, s.name, step))
         idx = torch.randint(len(s.latents), (cfg.batch_size,), generator=g)
         x = s.latents[idx].float()
-        latents.append(x)
-        text.append(s.text[idx].float())
-        route.append(torch.full((cfg.batch_size,), i))
-        sigmas.append(shifted_sigmas(torch.rand(cfg.batch_size, generator=g), shift))
-        noise.append(torch.randn(x.shape, generator=g))
+        sigma = shifted_sigmas(torch.rand(cfg.batch_size, generator=g), shift)
+        eps = torch.randn(x.shape, generator=g)
+        latents.append(x[mine])
+        text.append(s.text[idx][mine].float())
+        route.append(torch.full((cfg.batch_size // world,), i))
+        sigmas.append(sigma[mine])
+        noise.append(eps[mine])
     return torch.cat(latents), torch.cat(text), torch.cat(route), torch.cat(sigmas), torch.cat(noise)
 
 
@@ -71,14 +77,19 @@ def evaluate(transformer, layers, sets: list[EffectSet], weight: float) -> list[
 def train_group(transformer, layer_names: list[str], sets: list[EffectSet], cfg: LoraRecipe, *, shift: float,
                 resume: dict[str, Any] | None = None,
                 checkpoint: Callable[[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]], None] | None = None,
+                preview: Callable[[int, dict[str, adapters.StackedLoRA]], None] | None = None,
                 description: str = "train lora") -> GroupResult:
     """Train one LoRA per EffectSet on a frozen transformer; return their factors and losses.
 
     `checkpoint(tensors, optimizer_state, meta)` is called every cfg.checkpoint_every steps and on
-    Ctrl-C; `resume` is what it was given last time ({"tensors", "optimizer", "meta"})."""
-    from accelerate import Accelerator
-
-    accelerator = Accelerator()
+    Ctrl-C; `resume` is what it was given last time ({"tensors", "optimizer", "meta"}).
+    `preview(step, layers)` is called every cfg.preview_every steps (it must not touch the RNGs
+    training draws from: every draw here comes from its own seeded generator)."""
+    accelerator = make_accelerator()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if cfg.batch_size % world:
+        raise P2EError(f"batch_size {cfg.batch_size} does not split over {world} processes",
+                       hint=f"use --set batch_size={cfg.batch_size - cfg.batch_size % world or world}")
     layers = adapters.inject(transformer, layer_names, [name_seed(cfg.seed, s.name, "init") for s in sets],
                              cfg.rank, cfg.alpha)
     for i, s in enumerate(sets):
@@ -100,7 +111,7 @@ def train_group(transformer, layer_names: list[str], sets: list[EffectSet], cfg:
         transformer.eval()  # no dropout anywhere; adapters train through autograd alone
 
         def save(step: int) -> None:
-            if checkpoint is not None:
+            if checkpoint is not None and accelerator.is_main_process:
                 tensors = {f"{n}.{p}": getattr(l, p).detach().contiguous() for n, l in layers.items() for p in ("A", "B")}
                 checkpoint(tensors, optimizer.state_dict(), {**meta, "step": step})
 
@@ -112,10 +123,11 @@ def train_group(transformer, layer_names: list[str], sets: list[EffectSet], cfg:
                 lr = cosine_lr(step, cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                latents, text, route, sigmas, noise = step_batch(sets, cfg, step, shift)
+                latents, text, route, sigmas, noise = step_batch(sets, cfg, step, shift, rank, world)
                 with adapters.routed(layers, route):
                     per_sample = flow_matching_loss(transformer, latents, text, sigmas, noise)
-                loss = per_sample.view(len(sets), cfg.batch_size).mean(1).sum()
+                # each process's mean over its share; accelerate averages gradients over processes
+                loss = per_sample.view(len(sets), cfg.batch_size // world).mean(1).sum()
                 accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -124,6 +136,8 @@ def train_group(transformer, layer_names: list[str], sets: list[EffectSet], cfg:
                     for i, value in enumerate(evaluate(transformer, layers, sets, weight=1.0)):
                         meta["history"].append({"step": done, "effect": i, "val": value})
                 advance(loss=loss.item() / len(sets))
+                if preview is not None and cfg.preview_every and done % cfg.preview_every == 0 and accelerator.is_main_process:
+                    preview(done, layers)
                 if stop_requested():
                     save(done)
                     console.info(f"interrupted: checkpoint saved at step {done}; continue with --resume")

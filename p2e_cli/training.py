@@ -56,6 +56,21 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 0, floor: float 
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def distributed_state():
+    """accelerate's process state: one process normally; several under `accelerate launch`
+    (torchrun env). Without CUDA the processes talk over gloo on the CPU."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def make_accelerator():
+    """An Accelerator on distributed_state()'s device choice (the training loops' one way in)."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
 def flow_matching_loss(transformer, latents: torch.Tensor, text: torch.Tensor, sigmas: torch.Tensor,
                        noise: torch.Tensor, condition: torch.Tensor | None = None,
                        image_embeds: torch.Tensor | None = None) -> torch.Tensor:
@@ -66,13 +81,17 @@ def flow_matching_loss(transformer, latents: torch.Tensor, text: torch.Tensor, s
     condition: None for expand_timesteps conditioning; else the pipeline's concat condition
     (B, 4 + C, F, h, w) = [first-frame mask, image latent] (Wan2.1 / A14B).
     """
+    device = next(transformer.parameters()).device
+    latents, text, sigmas, noise = (t.to(device) for t in (latents, text, sigmas, noise))
+    condition = condition.to(device) if condition is not None else None
+    image_embeds = image_embeds.to(device) if image_embeds is not None else None
     b = latents.shape[0]
     s = sigmas.view(b, 1, 1, 1, 1).to(latents.dtype)
     noisy = (1 - s) * latents + s * noise
     target = noise - latents
     if condition is None:
         noisy = torch.cat([latents[:, :, :1], noisy[:, :, 1:]], dim=2)
-        _, ph, pw = transformer.config.patch_size
+        _, ph, pw = getattr(transformer, "module", transformer).config.patch_size  # also under DDP
         per_frame = (latents.shape[3] // ph) * (latents.shape[4] // pw)
         t = (sigmas * 1000).view(b, 1).to(latents.dtype)
         timestep = torch.cat([torch.zeros(b, per_frame, dtype=t.dtype, device=t.device),

@@ -2,10 +2,158 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any, List, Optional
+
 import typer
 
-from .pending import placeholder
+from .. import console
+from ..errors import P2EError
+
+
+def read_prompts(prompts: list[str], batch: Path | None) -> list[str]:
+    """The prompts of the command line, then one per non-empty, non-# line of --batch."""
+    out = [p.strip() for p in prompts or []]
+    if batch is not None:
+        from ..files import readable_file
+
+        readable_file(batch, "--batch file")
+        out += [line.strip() for line in batch.read_text(encoding="utf-8", errors="replace").splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    if not out:
+        raise P2EError("no prompt given", hint='p2e generate "melting into liquid" -o melt.safetensors, or --batch prompts.txt')
+    empty = [i for i, p in enumerate(out) if not p]
+    if empty:
+        raise P2EError("an empty prompt was given", hint="every prompt needs words describing the effect")
+    too_long = [p for p in out if len(p) > 1000]
+    if too_long:
+        raise P2EError(f"prompt of {len(too_long[0])} characters is too long (at most 1000): {too_long[0][:60]}...")
+    return out
+
+
+def slug(prompt: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60] or "lora"
+
+
+def resolve_hypernet(reg: Any, ref: str | None, base: Any) -> tuple[Path, Any]:
+    """(weights file, registry record or None): a file, a registry hypernet id/name, or the newest
+    hypernetwork trained for the base's layer table."""
+    if ref is not None and (ref.endswith(".safetensors") or Path(ref).exists()):
+        return Path(ref), None
+    if ref is not None:
+        record = reg.get(ref, "hypernet")
+    else:
+        fitting = [r for r in reg.ls("hypernet") if r.data.get("layer_table") == base.data.get("layer_table")]
+        if not fitting:
+            from ..world.shipped import install_shipped_hypernet
+
+            shipped = install_shipped_hypernet(reg, base)
+            fitting = [shipped] if shipped is not None else []
+        if not fitting:
+            raise P2EError(f"no hypernetwork for base {base.name or base.id}",
+                           hint="train one with p2e train hypernet (the tiny world ships one), or pass --hypernet FILE")
+        record = max(fitting, key=lambda r: r.created)
+    return reg.path(record.files["weights"]), record
+
+
+def finish(b: Any, a: Any, rank: int, scale: float) -> tuple[Any, Any]:
+    """Canonical factors of scale·B·A truncated to `rank` (float32, written with alpha = rank)."""
+    from ..canon import canonical_from_svd, low_rank_svd
+
+    U, S, V = low_rank_svd(b, a, scale)
+    b, a = canonical_from_svd(U, S, V, rank)
+    return b.float(), a.float()
+
+
+def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e.g. \"melting into liquid\"."),
+             output: Optional[Path] = typer.Option(None, "-o", "--output", help="LoRA file to write (one prompt)."),
+             out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one LoRA per prompt here (named after the prompt)."),
+             base: Optional[str] = typer.Option(None, "--base", help="Base to generate for (default: the embedded tiny world)."),
+             hypernet: Optional[str] = typer.Option(None, "--hypernet", help="Hypernetwork: registry id/name or .safetensors "
+                                                                              "file (default: the newest one for the base)."),
+             rank: Optional[int] = typer.Option(None, "--rank", help="Keep the top R singular directions (default: all)."),
+             scale: float = typer.Option(1.0, "--scale", help="Multiply the update ΔW by this strength."),
+             batch: Optional[Path] = typer.Option(None, "--batch", help="Text file with one prompt per line (# comments)."),
+             register: bool = typer.Option(True, "--register/--no-register", help="Record each LoRA in the registry "
+                                                                                   "as kind predicted.")) -> None:
+    """Write a LoRA from an effect prompt in one forward pass of the hypernetwork (many prompts run batched).
+
+    Prints the library effects nearest to each prompt and the LoRA's size ‖ΔW‖ so you see what it resembles.
+
+    Example: p2e generate "melting into liquid" -o melt.safetensors
+    """
+    import math
+    import time
+
+    from ..files import check_output_path
+    from ..hypernet.store import Generator
+    from ..lora_io import LoraLayer, write_lora
+    from ..registry import open_registry
+    from ..wan import resolve_base
+
+    prompts = read_prompts(prompts, batch)
+    if output is not None and len(prompts) > 1:
+        raise P2EError(f"-o names one file but {len(prompts)} prompts were given", hint="use --out-dir DIR for several")
+    if output is not None and out_dir is not None:
+        raise P2EError("give -o FILE or --out-dir DIR, not both")
+    if not math.isfinite(scale):
+        raise P2EError(f"--scale must be a finite number, got {scale}")
+    reg = open_registry()
+    base_record = resolve_base(base)
+    path, record = resolve_hypernet(reg, hypernet, base_record)
+    targets = [output] if output is not None else [out_dir / f"{slug(p)}.safetensors" for p in prompts] if out_dir else [None] * len(prompts)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        seen: dict[Path, int] = {}
+        for i, t in enumerate(targets):  # two prompts with one slug get -2, -3, ...
+            seen[t] = seen.get(t, 0) + 1
+            if seen[t] > 1:
+                targets[i] = t.with_name(f"{t.stem}-{seen[t]}{t.suffix}")
+    for t in targets:
+        if t is not None:
+            check_output_path(t)
+    start = time.perf_counter()
+    gen = Generator(path, base_record, reg.folder("cache", "hypernet"))
+    keep = gen.rank if rank is None else rank
+    if not 1 <= keep <= gen.rank:
+        raise P2EError(f"--rank {rank} is outside 1..{gen.rank} (the hypernetwork's rank)")
+    factors = gen(prompts)
+    nearest = gen.nearest(prompts)
+    seconds = time.perf_counter() - start
+    results = []
+    for prompt, layers, near, target in zip(prompts, factors, nearest, targets):
+        final = {name: finish(b, a, keep, scale) for name, (b, a) in layers.items()}
+        norm = math.sqrt(sum(float((b.T @ b * (a @ a.T)).sum()) for b, a in final.values()))
+        lora = {name: LoraLayer(a, b, float(keep)) for name, (b, a) in final.items()}
+        parents = [record.id] if record is not None else []
+        entry = {"prompt": prompt, "output": None, "record": None, "norm": norm, "rank": keep, "scale": scale,
+                 "nearest": [{"effect": e, "similarity": s} for e, s in near]}
+        if register:
+            with reg.artifact(".safetensors") as pending:
+                write_lora(pending.path, lora, kind="predicted", base=base_record, prompt=prompt, parents=parents,
+                           title=f"{prompt} (predicted)")
+            saved = reg.add("lora", subkind="predicted", parents=[base_record.id, *parents], files={"lora": pending.ref},
+                            data={"prompt": prompt, "base": base_record.id, "layer_table": base_record.data["layer_table"],
+                                  "hypernet": record.id if record else str(path), "rank": keep, "alpha": float(keep),
+                                  "scale": scale, "norm": norm, "nearest": entry["nearest"]})
+            entry["record"] = saved.id
+        if target is not None:
+            write_lora(target, lora, kind="predicted", base=base_record, prompt=prompt,
+                       parents=[entry["record"]] if entry["record"] else parents, title=f"{prompt} (predicted)")
+            entry["output"] = str(target)
+        results.append(entry)
+
+    def show() -> None:
+        for e in results:
+            near = ", ".join(f"{n['effect']} {n['similarity']:.2f}" for n in e["nearest"])
+            where = e["output"] or (f"lora {e['record']}" if e["record"] else "(not written)")
+            console.out.print(f"{console.plain(e['prompt'])!s} -> {console.plain(where)}  ‖ΔW‖ {e['norm']:.3g}"
+                              + (f"  nearest: {console.plain(near)}" if near else ""))
+        console.info(f"{len(results)} LoRA(s) in {seconds:.2f} s (hypernetwork {path.name})")
+
+    console.result(results, show)
 
 
 def register(app: typer.Typer) -> None:
-    placeholder(app, "generate", "Write a LoRA from an effect prompt in one forward pass of the hypernetwork.", 'p2e generate "melting into liquid" -o melt.safetensors', "the hypernetwork and generate (issue 9)")
+    app.command("generate")(generate)

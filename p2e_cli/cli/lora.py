@@ -91,41 +91,110 @@ def convert(file: Path = typer.Argument(..., help="LoRA .safetensors file in any
 
 
 @app.command("import")
-def import_(file: Path = typer.Argument(..., help="LoRA .safetensors file (e.g. a community effect LoRA)."),
+def import_(file: Optional[Path] = typer.Argument(None, help="LoRA .safetensors file (e.g. a community effect LoRA)."),
             name: Optional[str] = typer.Option(None, "--name", help="Registry name (default: the file's stem)."),
             effect: Optional[str] = typer.Option(None, "--effect", help="The effect it shows (an effect name)."),
             base: Optional[str] = typer.Option(None, "--base", help="Validate against this base and record it."),
-            kind: str = typer.Option("imported", "--kind", help="imported, or reference (needs --effect).")) -> None:
+            kind: str = typer.Option("imported", "--kind", help="imported, or reference (needs --effect)."),
+            manifest: Optional[Path] = typer.Option(
+                None, "--manifest", help='JSONL of community teachers, one {"id", "effect_prompt", "lora_path"} per '
+                                         "line (paths relative to the manifest): each becomes a reference LoRA.")) -> None:
     """Register a LoRA file in the registry (validated, stored as is) as an imported or reference LoRA.
 
     Example: p2e lora import melt.safetensors --effect melt --kind reference --base wan21
+    Example: p2e lora import --manifest teachers.jsonl --base wan21
     """
-    from ..files import readable_file
-    from ..lora_io import fit_to_base, read_lora
-    from ..wan import base_config, parameter_shapes, resolve_base
+    from ..wan import resolve_base
 
+    reg = open_registry()
+    base_record = resolve_base(base) if base else None
+    if manifest is not None:
+        if file is not None or name or effect:
+            raise P2EError("--manifest names its files, LoRA names and effects itself",
+                           hint="drop FILE/--name/--effect, or import one file without --manifest")
+        entries = read_manifest(manifest, reg)
+        records = [import_lora(reg, path, entry_id, entry_id, base_record, "reference", prompt)
+                   for entry_id, prompt, path in entries]
+        console.result([r.to_json() for r in records],
+                       lambda: console.info(f"imported {len(records)} reference LoRA(s) from {manifest}"))
+        return
+    if file is None:
+        raise P2EError("give a LoRA file, or --manifest FILE.jsonl")
     if kind not in ("imported", "reference"):
         raise P2EError(f"--kind must be imported or reference, not {kind!r}")
     if kind == "reference" and not effect:
         raise P2EError("a reference LoRA needs --effect NAME", hint="or import it with --kind imported")
+    record = import_lora(reg, file, validate_name(name or _name_from(file)), effect, base_record, kind)
+    console.result({**record.to_json(), "skipped": record.data["skipped"]},
+                   lambda: console.info(f"imported {file} as {record.label} ({record.id}, {kind}, "
+                                        f"{record.data['format']}, rank {record.data['rank']}, "
+                                        f"{record.data['n_layers']} layers)"))
+
+
+def read_manifest(manifest: Path, reg: Any) -> list[tuple[str, str, Path]]:
+    """(id, effect prompt, LoRA path) of every manifest line, all problems reported at once."""
+    import json
+
+    from ..files import readable_file
+
+    readable_file(manifest, "manifest")
+    entries, problems, seen = [], [], set()
+    for number, line in enumerate(manifest.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            problems.append(f"line {number}: not JSON ({error.msg})")
+            continue
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) and row[k].strip()
+                                                for k in ("id", "effect_prompt", "lora_path")):
+            problems.append(f'line {number}: needs string fields "id", "effect_prompt" and "lora_path"')
+            continue
+        try:
+            entry_id = validate_name(row["id"], "id")
+        except P2EError as error:
+            problems.append(f"line {number}: {error.message}")
+            continue
+        path = Path(row["lora_path"])
+        path = path if path.is_absolute() else manifest.parent / path
+        if entry_id in seen or reg.find("lora", entry_id) is not None:
+            problems.append(f"line {number}: a lora named {entry_id!r} already exists")
+        elif not path.is_file():
+            problems.append(f"line {number}: no such file {path}")
+        seen.add(entry_id)
+        entries.append((entry_id, row["effect_prompt"].strip(), path))
+    if problems or not entries:
+        raise P2EError(f"{manifest}: " + ("; ".join(problems[:10]) + (f" (+{len(problems) - 10} more)" if len(problems) > 10 else "")
+                                         if problems else "no entries"),
+                       hint='each line: {"id": "melt", "effect_prompt": "melting into liquid", "lora_path": "melt.safetensors"}')
+    return entries
+
+
+def import_lora(reg: Any, file: Path, name: str, effect: str | None, base: Any, kind: str,
+                prompt: str | None = None) -> Any:
+    """Validate a LoRA file (and its fit to `base`, when given), store it and register it."""
+    from ..curate import real_effect_record
+    from ..files import readable_file
+    from ..lora_io import fit_to_base, read_lora
+    from ..wan import base_config, parameter_shapes
+
     readable_file(file, "LoRA file")
-    name = validate_name(name or _name_from(file))
     lora = read_lora(file)
-    reg = open_registry()
     if reg.find("lora", name) is not None:  # checked before storing the file, so a refusal leaves no orphan
         raise P2EError(f"a lora named {name!r} already exists",
                        hint=f"choose another --name, or remove it first: p2e rm lora:{name}")
     parents, skipped, base_data = [], [], {}
-    if base:
-        record = resolve_base(base)
-        _, skipped = fit_to_base(lora, parameter_shapes(base_config(record)), what=f"base {record.name}")
-        parents.append(record.id)
-        base_data = {"base": record.name, "layer_table": record.data["layer_table"]}
+    if base is not None:
+        _, skipped = fit_to_base(lora, parameter_shapes(base_config(base)), what=f"base {base.name}")
+        parents.append(base.id)
+        base_data = {"base": base.name, "layer_table": base.data["layer_table"]}
         if skipped:
-            console.warn(f"base {record.name} has no image projections: {len(skipped)} layer(s) will be skipped when rendering")
+            console.warn(f"base {base.name} has no image projections: {len(skipped)} layer(s) will be skipped when rendering")
     if effect:
-        effect_record = reg.find("effect", effect)
-        if effect_record is not None:
+        if prompt is not None:  # a manifest's effect is new unless it names a library effect
+            parents.append(real_effect_record(reg, effect).id)
+        elif (effect_record := reg.find("effect", effect)) is not None:
             parents.append(effect_record.id)
         else:
             console.warn(f"effect {effect!r} is not in the registry; recorded by name only")
@@ -133,12 +202,9 @@ def import_(file: Path = typer.Argument(..., help="LoRA .safetensors file (e.g. 
         pending.path.write_bytes(file.read_bytes())
     data = {"source": str(file.resolve()), "format": lora.format, "rank": lora.rank, "alpha": lora.alpha,
             "ranks": lora.ranks, "n_layers": len(lora.layers), "diffs": sorted(lora.diffs), "effect": effect,
-            "prompt": lora.p2e("prompt") or lora.metadata.get("modelspec.trigger_phrase"), **base_data}
-    record = reg.add("lora", name=name, subkind=kind, data=data, parents=parents,
-                     files={"lora": pending.ref})
-    console.result({**record.to_json(), "skipped": skipped},
-                   lambda: console.info(f"imported {file} as {record.label} ({record.id}, {kind}, {lora.format}, "
-                                        f"rank {lora.rank}, {len(lora.layers)} layers)"))
+            "prompt": prompt or lora.p2e("prompt") or lora.metadata.get("modelspec.trigger_phrase"),
+            "skipped": skipped, **base_data}
+    return reg.add("lora", name=name, subkind=kind, data=data, parents=parents, files={"lora": pending.ref})
 
 
 def _name_from(file: Path) -> str:

@@ -9,7 +9,6 @@ import typer
 
 from .. import console
 from ..errors import P2EError
-from .pending import placeholder
 
 app = typer.Typer(name="train", help="Train reference LoRAs and the hypernetwork.", no_args_is_help=True)
 
@@ -26,6 +25,9 @@ def lora(effects: List[str] = typer.Argument(None, help="Effect name(s): library
          name: Optional[str] = typer.Option(None, "--name", help="Registry name for the LoRA (one effect only)."),
          init: Optional[Path] = typer.Option(None, "--init", help="Start from this LoRA file instead of zero."),
          resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted run (its id)."),
+         preview_every: Optional[int] = typer.Option(None, "--preview-every", metavar="N",
+                                                     help="Every N steps, render a held-out photo with the LoRA so far "
+                                                          "(PNG contact sheet stored on the run; shown by p2e show RUN)."),
          retrain: bool = typer.Option(False, "--retrain", help="With --all: also retrain effects that have a reference LoRA.")) -> None:
     """Train reference LoRAs with the Wan I2V flow-matching objective (batched over effects).
 
@@ -36,7 +38,8 @@ def lora(effects: List[str] = typer.Argument(None, help="Effect name(s): library
     from ..lora_jobs import train_loras
     from ..recipes import load_recipe
 
-    cfg = load_recipe(recipe, set_ + ([f"base={base}"] if base else []), kind="lora")
+    overrides = set_ + ([f"base={base}"] if base else []) + ([f"preview_every={preview_every}"] if preview_every is not None else [])
+    cfg = load_recipe(recipe, overrides, kind="lora")
     if resume is None:
         if all_:
             if effects:
@@ -58,5 +61,24 @@ def lora(effects: List[str] = typer.Argument(None, help="Effect name(s): library
                    lambda: console.info(f"trained {len(records)} LoRA(s)"))
 
 
-placeholder(app, "hypernet", "Train the weight-driven hypernetwork on the canonical library.",
-            "p2e train hypernet recipes/base.yaml", "the hypernetwork and generate (issue 9)")
+@app.command("hypernet")
+def hypernet(recipe: str = typer.Argument("base", help="Hypernet recipe: a file or a shipped name (base)."),
+             set_: List[str] = typer.Option([], "--set", help="Override a recipe key: --set steps=500 (repeatable)."),
+             base: Optional[str] = typer.Option(None, "--base", help="Base whose canonical library to learn (default: the recipe's)."),
+             resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted run (its id).")) -> None:
+    """Train the weight-driven hypernetwork on a base's canonical LoRA library (train-split effects).
+
+    Logs the ΔW NMSE on held-out effects and unseen paraphrases as it trains, checkpoints on the
+    run record (Ctrl-C is safe; --resume continues exactly) and registers a `hypernet` record.
+
+    Example: p2e train hypernet recipes/base.yaml --set steps=500
+    """
+    from ..hypernet.train import run_training
+    from ..recipes import load_recipe
+
+    cfg = load_recipe(recipe, set_ + ([f"base={base}"] if base else []), kind="hypernet")
+    record = run_training(cfg, resume)
+    metrics = record.data.get("metrics", {}) if record is not None else {}
+    console.result({"id": record.id, "name": record.name, "metrics": metrics},
+                   lambda: console.info(f"hypernetwork {record.label} ({record.id}): held-out ΔW nmse "
+                                        f"{metrics.get('heldout_nmse')}, unseen paraphrases {metrics.get('unseen_prompt_nmse')}"))

@@ -3,10 +3,16 @@
     W0 of every adapted layer ──► row tokens (out × in) and column tokens (in × out), full rank
         + layer / module-type / row-or-column embeddings
     n learnable queries ──cross-attend──► weight tokens            (compression; no prompt:
-                                                                    computed once per base, cached)
+    every token ──MLP──► its feature g_t                            computed once per base, cached)
     [latents ; prompt tokens] ──Transformer──► fused latents         (fusion with the effect prompt)
-    each row token of W0 ──cross-attend──► fused ──► row i of B      (Perceiver-IO decode: any
-    each column token    ──cross-attend──► fused ──► column j of A    shape, any number of layers)
+    one query per (layer, rows|columns) ──cross-attend──► fused ──► a mixing matrix M (dim × rank)
+    row i of B = g_(row i) · M_(layer, rows);  column j of A = g_(column j) · M_(layer, columns)
+
+The decode is Perceiver-IO shaped (each row/column token of W0 emits its own row of B / column of
+A, so any shape and any number of layers work) but factorised: the per-token part g_t does not
+depend on the prompt and is cached with the weight encoding, and the prompt enters through one
+small matrix per layer side. A prompt then costs the fusion Transformer plus tokens × dim × rank
+multiply-adds, milliseconds on a CPU, where a per-token cross-attention decode costs ~40x more.
 
 The outputs are SVD-canonical LoRA factors (B = U S^½, A = S^½ Vᵀ, alpha = rank) for all layers
 in one pass. Ablation switches (HypernetConfig): queries, tokenize full|half, conditioning
@@ -34,8 +40,7 @@ class HypernetConfig:
     dim: int = 128
     heads: int = 4
     queries: int = 256
-    fusion_layers: int = 4
-    decoder_layers: int = 1
+    fusion_layers: int = 2
     rank: int = 8
     text_dim: int = 384
     max_blocks: int = 64
@@ -128,38 +133,45 @@ class WeightTokenizer(nn.Module):
 
 
 class Predictor(nn.Module):
-    """Compress weight tokens into latents, fuse with the prompt, decode every token's factor row."""
+    """Compress weight tokens into latents, fuse them with the prompt, decode every token's factor row."""
 
-    def __init__(self, config: HypernetConfig):
+    def __init__(self, config: HypernetConfig, n_sides: int):
         super().__init__()
         d = config.dim
+        self.rank = config.rank
         self.queries = nn.Parameter(torch.randn(config.queries, d) * 0.02)
         self.compress = Attention(d, config.heads, cross=True)
+        self.features = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+        self.side_queries = nn.Parameter(torch.randn(n_sides, d) * 0.02)
         self.text = nn.Linear(config.text_dim, d)
         self.fusion = nn.ModuleList(Attention(d, config.heads) for _ in range(config.fusion_layers))
-        self.decoder = nn.ModuleList(Attention(d, config.heads, cross=True) for _ in range(config.decoder_layers))
-        self.head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, config.rank))
+        self.readout = Attention(d, config.heads, cross=True)
+        self.mixing = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d * config.rank))
         self.use_weights = config.conditioning != "none"
 
-    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Prompt-independent latents (queries, dim) from this predictor's weight tokens."""
+    def encode(self, tokens: torch.Tensor, sides: list[slice]) -> dict[str, torch.Tensor]:
+        """The prompt-independent part: latents (queries, dim), token features (T, dim) and one
+        query per layer side (sides, dim) = learned query + mean of that side's tokens."""
         latents = self.queries.unsqueeze(0)
         if self.use_weights:
             latents = self.compress(latents, tokens.unsqueeze(0))
-        return latents.squeeze(0)
+        side_queries = self.side_queries + torch.stack([tokens[s].mean(0) for s in sides])
+        return {"latents": latents.squeeze(0), "features": self.features(tokens), "side_queries": side_queries}
 
-    def forward(self, latents: torch.Tensor, tokens: torch.Tensor, text: torch.Tensor,
-                text_mask: torch.Tensor) -> torch.Tensor:
-        """(batch, T, rank): for every token, its row of B or column of A, per prompt."""
+    def forward(self, encoded: dict[str, torch.Tensor], sides: list[slice], text: torch.Tensor,
+                text_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Per layer side, (batch, tokens of the side, rank): rows of B or columns of A, per prompt."""
         batch = text.shape[0]
+        latents = encoded["latents"]
         x = torch.cat([latents.unsqueeze(0).expand(batch, -1, -1), self.text(text)], dim=1)
         mask = torch.cat([torch.ones(batch, latents.shape[0], dtype=torch.bool, device=text.device), text_mask], dim=1)
         for layer in self.fusion:
             x = layer(x, mask=mask)
-        y = tokens.unsqueeze(0).expand(batch, -1, -1)
-        for layer in self.decoder:
-            y = layer(y, context=x, mask=mask)
-        return self.head(y)
+        queries = encoded["side_queries"].unsqueeze(0).expand(batch, -1, -1)
+        context = self.readout(queries, context=x, mask=mask)  # (batch, sides, dim)
+        mixing = self.mixing(context).view(batch, len(sides), -1, self.rank)
+        features = encoded["features"]
+        return [torch.einsum("td,bdr->btr", features[s], mixing[:, k]) for k, s in enumerate(sides)]
 
 
 class Hypernetwork(nn.Module):
@@ -173,7 +185,7 @@ class Hypernetwork(nn.Module):
         self.tokenizer = WeightTokenizer(config, widths)
         groups = sorted({spec.block for spec in layers}) if config.design == "ensemble" else [None]
         self.groups = groups
-        self.predictors = nn.ModuleList(Predictor(config) for _ in groups)
+        self.predictors = nn.ModuleList(Predictor(config, 2 * len(members)) for members in self.token_groups())
         # per-layer output scale: the network predicts factors in units of the library's typical size
         self.register_buffer("scale_b", torch.ones(len(layers)))
         self.register_buffer("scale_a", torch.ones(len(layers)))
@@ -182,25 +194,31 @@ class Hypernetwork(nn.Module):
         """Which layers each predictor handles (all of them, or one block each)."""
         return [[i for i, s in enumerate(self.layers) if g is None or s.block == g] for g in self.groups]
 
-    def encode_weights(self, weights: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The prompt-independent part, per predictor: (latents, tokens). Cache it per base."""
+    def sides(self, members: list[int]) -> list[slice]:
+        """Where each layer's row tokens and column tokens sit in its predictor's token sequence."""
+        out, offset = [], 0
+        for i in members:
+            spec = self.layers[i]
+            out += [slice(offset, offset + spec.out_features),
+                    slice(offset + spec.out_features, offset + spec.out_features + spec.in_features)]
+            offset += spec.out_features + spec.in_features
+        return out
+
+    def encode_weights(self, weights: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The prompt-independent part, per predictor. Cache it per base (generate does)."""
         cache = []
         for predictor, members in zip(self.predictors, self.token_groups()):
             tokens = self.tokenizer([self.layers[i] for i in members], [weights[i] for i in members])
-            cache.append((predictor.encode(tokens), tokens))
+            cache.append(predictor.encode(tokens, self.sides(members)))
         return cache
 
-    def forward(self, encoded: list[tuple[torch.Tensor, torch.Tensor]], text: torch.Tensor,
+    def forward(self, encoded: list[dict[str, torch.Tensor]], text: torch.Tensor,
                 text_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer (B (batch, out, r), A (batch, r, in)) for a batch of prompt embeddings."""
         factors: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
-        for predictor, members, (latents, tokens) in zip(self.predictors, self.token_groups(), encoded):
-            out = predictor(latents, tokens, text, text_mask)
-            offset = 0
-            for i in members:
-                spec = self.layers[i]
-                rows = out[:, offset:offset + spec.out_features]
-                cols = out[:, offset + spec.out_features:offset + spec.out_features + spec.in_features]
-                offset += spec.out_features + spec.in_features
+        for predictor, members, cached in zip(self.predictors, self.token_groups(), encoded):
+            out = predictor(cached, self.sides(members), text, text_mask)
+            for k, i in enumerate(members):
+                rows, cols = out[2 * k], out[2 * k + 1]
                 factors[i] = (rows * self.scale_b[i], cols.transpose(1, 2) * self.scale_a[i])
         return factors  # type: ignore[return-value]

@@ -21,7 +21,7 @@ from .. import console
 from ..errors import P2EError
 from ..files import atomic_write
 from ..schemas import WorldRecipe
-from ..training import cosine_lr, flow_matching_loss, shifted_sigmas, stop_at_step_boundary
+from ..training import cosine_lr, flow_matching_loss, make_accelerator, shifted_sigmas, stop_at_step_boundary
 from .corpus import CAPTIONS, captions, neutral_clips, photo_bank
 
 MODEL_INDEX = {
@@ -136,9 +136,7 @@ def train(name: str, model: torch.nn.Module, loss_at: Callable[[int], torch.Tens
           warmup: int, checkpoints: Checkpoints, every: int) -> list[tuple[int, float]]:
     """The training loop of both stages: AdamW, cosine lr, grad clip 1.0, checkpoints every `every`
     steps and on Ctrl-C. Returns the (step, loss) log of this run."""
-    from accelerate import Accelerator
-
-    accelerator = Accelerator()
+    accelerator = make_accelerator()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     start = checkpoints.load(f"{name}.ckpt", model, optimizer)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -171,14 +169,20 @@ def train(name: str, model: torch.nn.Module, loss_at: Callable[[int], torch.Tens
     return log
 
 
-def vae_loss_fn(vae, recipe: WorldRecipe, bank: torch.Tensor) -> Callable[[int], torch.Tensor]:
+def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor]) -> Callable[[int], torch.Tensor]:
+    """L1 + MSE reconstruction of neutral clips (and single images every `image_every` steps).
+    A codec needs no notion of up or of scale, so views come from photo banks of several
+    resolutions and are rotated/flipped at random: more variety from 20 photos, less overfitting."""
     v = recipe.vae
 
     def loss_at(step: int) -> torch.Tensor:
         g = step_generator(recipe.seed, "vae", step)
         frames = 1 if step % v.image_every == 0 else v.clip_frames
-        batch = v.batch_size * (2 if frames == 1 else 1)
-        clips = neutral_clips(bank, batch, frames, recipe.size, g)
+        batch = v.batch_size * (4 if frames == 1 else 1)
+        clips = neutral_clips(banks[step % len(banks)], batch, frames, recipe.size, g)
+        turns, vflip = torch.randint(4, (1,), generator=g).item(), torch.rand(1, generator=g).item() < 0.5
+        clips = clips.rot90(turns, dims=(-2, -1))
+        clips = clips.flip(-2) if vflip else clips
         if step % v.full_size_every != 0 and v.crop < recipe.size:
             y, x = torch.randint(recipe.size - v.crop + 1, (2,), generator=g).tolist()
             clips = clips[..., y:y + v.crop, x:x + v.crop]
@@ -318,7 +322,8 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
 
     vae = make_vae(recipe)
     if not checkpoints.done("vae"):
-        train("vae", vae, vae_loss_fn(vae, recipe, bank), steps=recipe.vae.steps, lr=recipe.vae.lr,
+        banks = [bank, photo_bank("train", size=4 * recipe.size)]
+        train("vae", vae, vae_loss_fn(vae, recipe, banks), steps=recipe.vae.steps, lr=recipe.vae.lr,
               warmup=recipe.vae.warmup_steps, checkpoints=checkpoints, every=recipe.checkpoint_every)
         vae.eval()
         mean, std = latent_statistics(vae, recipe, bank)

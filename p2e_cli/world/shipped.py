@@ -49,3 +49,29 @@ def install_shipped(reg: Registry, name: str = "tiny") -> Record | None:
     if existing is not None:
         return existing
     return reg.add("base", name=name, data={**describe_base(path), "shipped": True})
+
+
+def install_shipped_hypernet(reg: Registry, base: Record) -> Record | None:
+    """Register the hypernetwork shipped beside a shipped world (worlds/NAME/hypernet.safetensors)
+    as hypernet NAME, once; None if the base is not shipped or has none."""
+    import json
+    import shutil
+
+    from safetensors import safe_open
+
+    from ..hypernet.store import META_KEY
+
+    source = shipped_world(base.name) if base.data.get("shipped") and base.name else None
+    file = source / "hypernet.safetensors" if source is not None else None
+    if file is None or not file.is_file():
+        return None
+    existing = reg.find("hypernet", base.name)
+    if existing is not None:
+        return existing
+    with safe_open(str(file), framework="pt") as f:
+        meta = json.loads((f.metadata() or {})[META_KEY])
+    with reg.artifact(".safetensors") as pending:
+        shutil.copyfile(file, pending.path)
+    return reg.add("hypernet", name=base.name, parents=[base.id], files={"weights": pending.ref},
+                   data={"base": base.id, "base_name": base.name, "layer_table": meta["layer_table"], "shipped": True,
+                         "rank": meta["config"]["rank"], "metrics": meta.get("metrics", {})})

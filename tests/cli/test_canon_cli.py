@@ -153,3 +153,35 @@ def test_lora_mix_is_the_weighted_sum_and_written_canonical(cli, base, files, tm
                           ((files["melt"], "-o", tmp_path / "x.safetensors", "--rank", "0"), "--rank")]:
         bad = cli("lora", "mix", *args)
         assert bad.code == 2 and message in " ".join(bad.stderr.split()), (args, bad.stderr)
+
+
+def test_manifest_import_registers_reference_loras_and_reports_every_bad_line(cli, base, files, tmp_path):
+    import json
+
+    manifest = tmp_path / "teachers.jsonl"
+    manifest.write_text(json.dumps({"id": "melt-x", "effect_prompt": "melting into liquid", "lora_path": "melt.safetensors"})
+                        + "\n\n" + json.dumps({"id": "spin-x", "effect_prompt": "spinning clockwise",
+                                               "lora_path": str(files["spin"])}) + "\n")
+    result = cli("lora", "import", "--manifest", manifest, "--base", base, "--json")
+    assert result.code == 0, result.stderr
+    records = result.json()
+    assert [(r["name"], r["subkind"], r["data"]["prompt"], r["data"]["effect"]) for r in records] == [
+        ("melt-x", "reference", "melting into liquid", "melt-x"), ("spin-x", "reference", "spinning clockwise", "spin-x")]
+    reg = open_registry()
+    assert reg.find("effect", "melt-x").data["source"] == "real"  # lineage: lora -> effect and base
+    assert {reg.get(p).kind for p in reg.find("lora", "melt-x").parents} == {"base", "effect"}
+    canon = cli("canon", "--all", "--json")  # imported teachers join the canonical library
+    assert canon.code == 0 and {e["source_record"] for e in canon.json()} >= {r["id"] for r in records}
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n" + json.dumps({"id": "melt-x", "effect_prompt": "again", "lora_path": "melt.safetensors"})
+                   + "\n" + json.dumps({"id": "ghost", "effect_prompt": "p", "lora_path": "missing.safetensors"})
+                   + "\n" + json.dumps({"id": "x"}) + "\n")
+    before = len(reg.ls("lora"))
+    result = cli("lora", "import", "--manifest", bad)
+    assert result.code == 2
+    message = " ".join(result.stderr.split())  # rich wraps long lines
+    for expected in ("line 1: not JSON", "line 2: a lora named 'melt-x' already exists", "line 3: no such file",
+                     'line 4: needs string fields'):
+        assert expected in message
+    assert len(open_registry().ls("lora")) == before  # nothing half-imported

@@ -70,7 +70,8 @@ def test_train_lora_cli_registers_a_reference_lora_with_lineage(cli, micro_base,
     from p2e_cli.lora_io import read_lora
 
     out = tmp_path / "melt.safetensors"
-    result = cli("train", "lora", "melt", "--base", "micro", "-o", str(out), *[f"--set={o}" for o in OVERRIDES])
+    result = cli("train", "lora", "melt", "--base", "micro", "-o", str(out), "--preview-every", "2",
+                 *[f"--set={o}" for o in OVERRIDES])
     assert result.code == 0, result.stderr
     assert "dataset melt: 3 training clips, 1 validation clips" in result.stderr
     lora = open_registry().ls("lora", "reference")
@@ -86,3 +87,42 @@ def test_train_lora_cli_registers_a_reference_lora_with_lineage(cli, micro_base,
 
     walk(shown["lineage"])
     assert {"run", "clip", "effect", "base"} <= kinds
+
+    from p2e_cli.video import read_image
+
+    run = open_registry().get(lora[0].data["run"])
+    assert run.data["previews"] == {"melt": "preview-4"} and {"preview-2", "preview-4"} <= set(run.files)
+    sheet = read_image(open_registry().path(run.files["preview-4"]))
+    assert sheet.shape[0] > 2 * 16 and sheet.std() > 0  # two rows (truth, LoRA) of real frames
+
+
+def test_two_process_accelerate_launch_trains_the_same_lora_as_one_process(cli, micro_base, home):
+    """`accelerate launch` (2 processes, gloo on CPU) splits each step's batch over the processes
+    and averages gradients: the LoRA equals the single-process one up to float rounding."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from p2e_cli.lora_io import read_lora
+
+    overrides = [f"--set={o}" for o in OVERRIDES]
+    assert cli("train", "lora", "melt", "--name", "single", *overrides).code == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launched = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+         "-m", "p2e_cli", "train", "lora", "melt", "--name", "double", *overrides],
+        env={**os.environ, "P2E_HOME": str(home), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    reg = open_registry()
+    double = reg.find("lora", "double")
+    assert reg.get(double.data["run"]).data["processes"] == 2
+    assert len(reg.ls("lora", "reference")) == 2  # one record per run, not one per process
+    a = read_lora(reg.path(reg.find("lora", "single").files["lora"]))
+    b = read_lora(reg.path(double.files["lora"]))
+    for name, layer in a.layers.items():
+        torch.testing.assert_close(b.layers[name].B, layer.B, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(b.layers[name].A, layer.A, atol=1e-5, rtol=1e-4)

@@ -1,0 +1,138 @@
+"""A trained hypernetwork on disk, and generating LoRAs with it.
+
+File: one safetensors file, the network's state dict plus `library.embeddings` (a sentence
+embedding per library effect it learned, to show users which effects a prompt resembles), and
+metadata `p2e.hypernet` (JSON): config, layer specs, text encoder, the base's layer-table hash,
+the library's effect names and prompts.
+
+`Generator` loads it for a base, reads only the adapted layers' W0 from the base's safetensors
+(never the whole pipeline), and caches the prompt-independent weight encoding on disk keyed by
+(base weights, hypernet file), so a warm `generate` pays only for text encoding, fusion and decode.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import P2EError
+from ..files import sha256_file
+from .model import HypernetConfig, Hypernetwork, LayerSpec
+
+META_KEY = "p2e.hypernet"
+FORMAT = 1
+
+
+def save_hypernet(path: Path, net: Hypernetwork, *, text_encoder: str, layer_table: str, target: str,
+                  library: list[tuple[str, str]], library_embeddings: torch.Tensor, dtype: torch.dtype = torch.float32,
+                  metrics: dict[str, Any] | None = None) -> Path:
+    """Write the network (in `dtype`; buffers and embeddings too) with everything needed to use it."""
+    from safetensors.torch import save_file
+
+    from ..files import atomic_write
+
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in net.state_dict().items()}
+    tensors["library.embeddings"] = library_embeddings.to(dtype).contiguous()
+    meta = {"format": FORMAT, "config": asdict(net.config), "layers": [list(asdict(s).values()) for s in net.layers],
+            "text_encoder": text_encoder, "layer_table": layer_table, "target": target,
+            "library": [list(item) for item in library], "metrics": metrics or {}}
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    return path
+
+
+def load_hypernet(path: Path) -> tuple[Hypernetwork, dict[str, Any], torch.Tensor]:
+    """(network in float32, eval mode; its metadata; library embeddings)."""
+    from safetensors import SafetensorError, safe_open
+
+    from ..files import readable_file
+
+    readable_file(path, "hypernetwork file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+            tensors = {k: f.get_tensor(k).float() for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise P2EError(f"{path} is not a readable safetensors file: {e}") from e
+    if raw is None:
+        raise P2EError(f"{path} is not a p2e hypernetwork (no {META_KEY} metadata)",
+                       hint="train one with p2e train hypernet, or use a registry hypernet id")
+    meta = json.loads(raw)
+    config = HypernetConfig(**meta["config"])
+    net = Hypernetwork(config, [LayerSpec(*row) for row in meta["layers"]])
+    embeddings = tensors.pop("library.embeddings")
+    net.load_state_dict(tensors)
+    return net.eval(), meta, embeddings
+
+
+class Generator:
+    """A hypernetwork bound to one base: prompts -> canonical LoRA factors per layer."""
+
+    def __init__(self, hypernet_path: Path, base: Any, cache_dir: Path | None = None):
+        from ..wan import base_path
+
+        self.path = Path(hypernet_path)
+        self.net, self.meta, self.library_embeddings = load_hypernet(self.path)
+        if base.data.get("layer_table") != self.meta["layer_table"]:
+            raise P2EError(f"hypernetwork {self.path.name} was trained for another layer table than base "
+                           f"{base.name or base.id}", hint="pass the base it was trained for (--base), or train one for this base")
+        self.base = base
+        self.names = [row[0] for row in self.meta["layers"]]
+        self.rank = self.net.config.rank
+        self._text = None
+        self.encoded = self._encoded(base_path(base) / "transformer", cache_dir)
+
+    def _encoded(self, transformer_dir: Path, cache_dir: Path | None) -> list[dict[str, torch.Tensor]]:
+        from safetensors.torch import load_file, save_file
+
+        from ..canon import base_weight_files, base_weights
+        from ..files import atomic_write
+
+        cache = None
+        if cache_dir is not None:
+            files = sorted({str(p) for p in base_weight_files(transformer_dir).values()})
+            key = "|".join([sha256_file(self.path)] + [f"{f}:{Path(f).stat().st_size}:{Path(f).stat().st_mtime_ns}" for f in files])
+            import hashlib
+
+            cache = cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+            if cache.is_file():
+                flat = load_file(str(cache))
+                return [{k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(f"{i}.")}
+                        for i in range(len(self.net.predictors))]
+        weights = [w for _, w in base_weights(transformer_dir, [f"{n}.weight" for n in self.names])]
+        with torch.no_grad():
+            encoded = self.net.encode_weights(weights)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(cache) as tmp:
+                save_file({f"{i}.{k}": v.contiguous() for i, part in enumerate(encoded) for k, v in part.items()}, str(tmp))
+        return encoded
+
+    @property
+    def text(self):
+        if self._text is None:
+            from .text import TextEncoder
+
+            self._text = TextEncoder(self.meta["text_encoder"])
+        return self._text
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str]) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+        """One {layer name: (B (out, r), A (r, in))} per prompt, ΔW = B·A (alpha = rank)."""
+        embeds, mask = self.text(prompts)
+        factors = self.net(self.encoded, embeds, mask)
+        return [{name: (b[i], a[i]) for name, (b, a) in zip(self.names, factors)} for i in range(len(prompts))]
+
+    def nearest(self, prompts: list[str], k: int = 3) -> list[list[tuple[str, float]]]:
+        """The library effects whose prompts are closest to each prompt (cosine of sentence embeddings)."""
+        library = self.meta["library"]
+        if not library:
+            return [[] for _ in prompts]
+        sims = self.text.sentence(prompts) @ self.library_embeddings.T
+        top = sims.topk(min(k, len(library)), dim=1)
+        return [[(library[j][0], float(v)) for v, j in zip(values, indices)]
+                for values, indices in zip(top.values.tolist(), top.indices.tolist())]

@@ -1,0 +1,240 @@
+"""Training the hypernetwork (p2e train hypernet): prompts of train effects -> their canonical factors.
+
+Loss per layer: factor MSE in units of the library's typical factor size (factor_weight) plus
+the NMSE of the reconstructed ΔW = B·A (delta_weight), computed from r×r Gram matrices, never
+forming ΔW. Each step draws `batch_size` (effect, paraphrase) pairs from a generator seeded by
+(recipe seed, step), so a resumed run continues exactly; every `eval_every` steps it logs the
+ΔW NMSE on held-out effects and on unseen paraphrases of train effects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from .. import console
+from ..errors import P2EError
+from ..registry import Record, Registry
+from ..schemas import HypernetRecipe
+from ..training import cosine_lr, make_accelerator, name_seed, stop_at_step_boundary
+from .library import Example
+from .model import MODULE_TYPES, HypernetConfig, Hypernetwork, LayerSpec
+
+
+def frob2_of_product_difference(b1, a1, b2, a2) -> torch.Tensor:
+    """‖B1·A1 − B2·A2‖²_F per batch row, via (2r×2r) Gram matrices: tr((UᵀU)(VVᵀ)) with
+    U = [B1, −B2], V = [A1; A2]. Shapes (batch, out, r), (batch, r, in)."""
+    u = torch.cat([b1, -b2], dim=2)
+    v = torch.cat([a1, a2], dim=1)
+    return ((u.transpose(1, 2) @ u) * (v @ v.transpose(1, 2))).sum(dim=(1, 2))
+
+
+def delta_nmse(pred: list[tuple[torch.Tensor, torch.Tensor]], target: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Per batch row, the mean over layers of ‖ΔŴ − ΔW‖² / ‖ΔW‖²."""
+    values = []
+    for (pb, pa), (tb, ta) in zip(pred, target):
+        err = frob2_of_product_difference(pb, pa, tb, ta)
+        ref = ((tb.transpose(1, 2) @ tb) * (ta @ ta.transpose(1, 2))).sum(dim=(1, 2)).clamp_min(1e-12)
+        values.append(err / ref)
+    return torch.stack(values).mean(0)
+
+
+def hypernet_loss(net: Hypernetwork, pred, target, cfg: HypernetRecipe) -> torch.Tensor:
+    """Mean over the batch of factor_weight · scaled factor MSE + delta_weight · ΔW NMSE."""
+    factor = torch.stack([((pb - tb) / net.scale_b[i]).pow(2).mean(dim=(1, 2)) + ((pa - ta) / net.scale_a[i]).pow(2).mean(dim=(1, 2))
+                          for i, ((pb, pa), (tb, ta)) in enumerate(zip(pred, target))]).mean(0)
+    return (cfg.factor_weight * factor + cfg.delta_weight * delta_nmse(pred, target)).mean()
+
+
+def stack_targets(examples: list[Example], picks: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(torch.stack([examples[e].factors[i][0] for e in picks]), torch.stack([examples[e].factors[i][1] for e in picks]))
+            for i in range(len(examples[0].factors))]
+
+
+def build_network(cfg: HypernetRecipe, layers: list[LayerSpec], rank: int, text_dim: int,
+                  train: list[Example]) -> Hypernetwork:
+    m = cfg.model
+    config = HypernetConfig(dim=m.dim, heads=m.heads, queries=m.queries, fusion_layers=m.fusion_layers, rank=rank,
+                            text_dim=text_dim, max_blocks=max(64, max(s.block for s in layers) + 1), tokenize=m.tokenize,
+                            conditioning=m.conditioning, design=m.design)
+    if m.dim % m.heads:
+        raise P2EError(f"model.dim {m.dim} is not a multiple of model.heads {m.heads}")
+    torch.manual_seed(cfg.seed)
+    net = Hypernetwork(config, layers)
+    with torch.no_grad():  # output units: each layer's typical factor size over the train library
+        for i in range(len(layers)):
+            net.scale_b[i] = torch.stack([e.factors[i][0] for e in train]).pow(2).mean().sqrt().clamp_min(1e-8)
+            net.scale_a[i] = torch.stack([e.factors[i][1] for e in train]).pow(2).mean().sqrt().clamp_min(1e-8)
+    return net
+
+
+class Texts:
+    """Every prompt's token embeddings, encoded once (the text encoder is frozen)."""
+
+    def __init__(self, encoder, prompts: list[str]):
+        self.index = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+        embeds, mask = encoder(list(self.index))
+        self.embeds, self.mask = embeds, mask
+
+    def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [self.index[p] for p in prompts]
+        mask = self.mask[rows]
+        width = int(mask.sum(1).max())
+        return self.embeds[rows, :width], mask[:, :width]
+
+
+@torch.no_grad()
+def evaluate(net: Hypernetwork, weights: list[torch.Tensor], texts: Texts, examples: list[Example],
+             pairs: list[tuple[int, str]], batch: int = 64) -> float | None:
+    """Mean ΔW NMSE over (example, prompt) pairs, or None when there are none."""
+    if not pairs:
+        return None
+    encoded = net.encode_weights(weights)
+    total = 0.0
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start:start + batch]
+        embeds, mask = texts([p for _, p in chunk])
+        pred = net(encoded, embeds, mask)
+        total += float(delta_nmse(pred, stack_targets(examples, [e for e, _ in chunk])).sum())
+    return total / len(pairs)
+
+
+def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list[str], examples: list[Example],
+                   weights: list[torch.Tensor], text_encoder, run: Record | None,
+                   resume: dict[str, Any] | None, checkpoint) -> tuple[Hypernetwork, dict[str, Any]]:
+    """Train (or resume) the network; return it and its metrics/history."""
+    from ..wan import base_config, layer_table
+
+    table = {layer.name: layer for layer in layer_table(base_config(base), MODULE_TYPES)}
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise P2EError(f"the library's LoRAs adapt layers base {base.name} does not have, e.g. {missing[0]}")
+    layers = [LayerSpec(n, table[n].module_type, table[n].block, table[n].out_features, table[n].in_features) for n in names]
+    train = [i for i, e in enumerate(examples) if e.split == "train"]
+    if not train:
+        raise P2EError("the library has no train-split effects to learn from")
+    pairs = [(i, p) for i in train for p in examples[i].prompts]
+    heldout_pairs = [(i, examples[i].prompts[0]) for i, e in enumerate(examples) if e.split != "train"]
+    unseen_pairs = [(i, p) for i in train for p in examples[i].unseen_prompts]
+    texts = Texts(text_encoder, [p for _, p in pairs + heldout_pairs + unseen_pairs])
+    rank = examples[0].factors[0][0].shape[1]
+    net = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train])
+
+    accelerator = make_accelerator()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    meta: dict[str, Any] = {"step": 0, "history": []}
+    if resume is not None:
+        net.load_state_dict(resume["tensors"])
+        optimizer.load_state_dict(resume["optimizer"])
+        meta = resume["meta"]
+    net, optimizer = accelerator.prepare(net, optimizer)
+    model = accelerator.unwrap_model(net)
+    rank_, world = accelerator.process_index, accelerator.num_processes
+
+    def save(step: int) -> None:
+        if checkpoint is not None and accelerator.is_main_process:
+            checkpoint({k: v.detach().contiguous() for k, v in model.state_dict().items()}, optimizer.state_dict(),
+                       {**meta, "step": step})
+
+    def measure(step: int, loss: float | None) -> None:
+        model.eval()
+        row = {"step": step, "loss": loss, "heldout_nmse": evaluate(model, weights, texts, examples, heldout_pairs),
+               "unseen_prompt_nmse": evaluate(model, weights, texts, examples, unseen_pairs),
+               "train_nmse": evaluate(model, weights, texts, examples, pairs[:: max(1, len(pairs) // 64)])}
+        model.train()
+        meta["history"].append(row)
+        console.info("step {step}: train ΔW nmse {t:.4f}, unseen paraphrases {u}, held-out effects {h}".format(
+            step=step, t=row["train_nmse"], u=_fmt(row["unseen_prompt_nmse"]), h=_fmt(row["heldout_nmse"])))
+
+    net.train()
+    with console.progress("train hypernet", total=cfg.steps) as advance, stop_at_step_boundary() as stop_requested:
+        advance(meta["step"])
+        for step in range(meta["step"], cfg.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps)
+            g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
+            batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()][rank_::world]
+            embeds, mask = texts([p for _, p in batch])
+            encoded = model.encode_weights(weights)
+            pred = net(encoded, embeds, mask)
+            loss = hypernet_loss(model, pred, stack_targets(examples, [e for e, _ in batch]), cfg)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            meta["step"] = done
+            advance(loss=loss.item())
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                measure(done, loss.item())
+            if stop_requested():
+                save(done)
+                console.info(f"interrupted: checkpoint saved at step {done}; continue with --resume {run.id if run else ''}")
+                raise KeyboardInterrupt
+            if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                save(done)
+    return model.eval(), meta
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record:
+    """`p2e train hypernet`: gather the library, train with checkpoints on a run record, and
+    register the result as a `hypernet` record (weights file, recipe, library, metrics)."""
+    from ..canon import base_weights
+    from ..recipes import parse_recipe
+    from ..registry import open_registry
+    from ..runs import load_checkpoint, save_checkpoint
+    from ..training import distributed_state
+    from ..wan import base_path, resolve_base
+    from .library import canonical_library, describe
+    from .store import save_hypernet
+    from .text import TextEncoder
+
+    state = distributed_state()
+    if not state.is_main_process:
+        console.mode.quiet = True
+    reg = open_registry()
+    run = None
+    if resume is not None:
+        run = reg.get(resume, "run")
+        if run.data.get("task") != "train hypernet":
+            raise P2EError(f"run {run.id} is not a hypernetwork training run", hint="see p2e ls run")
+        if run.data.get("status") == "done":
+            raise P2EError(f"run {run.id} already finished", hint="start a new run instead of --resume")
+        cfg = parse_recipe(run.data["recipe"], origin="the run's recipe")
+    base = resolve_base(cfg.base)
+    names, examples = canonical_library(reg, base, cfg.target)
+    if run is not None and [e.record for e in examples] != run.data["library"]:
+        raise P2EError(f"the canonical library changed since run {run.id} started", hint="start a new run")
+    library = describe(examples)
+    text = TextEncoder(cfg.text_encoder)
+    weights = [w for _, w in base_weights(base_path(base) / "transformer", [f"{n}.weight" for n in names])]
+    if run is None and state.is_main_process:
+        run = reg.add("run", data={"task": "train hypernet", "recipe": asdict(cfg), "base": base.id, "status": "running",
+                                   "library": [e.record for e in examples], "dataset": library}, parents=[base.id])
+        console.info(f"run {run.id}: hypernetwork on base {base.name or base.id} (resume with --resume {run.id})")
+    checkpoint = (lambda t, o, m: save_checkpoint(reg, run, ["hypernet"], t, o, m)) if run is not None else None
+    net, meta = train_hypernet(reg, cfg, base, names, examples, weights, text,
+                               run, load_checkpoint(reg, run, ["hypernet"]) if resume else None, checkpoint)
+    if not state.is_main_process:
+        state.wait_for_everyone()
+        return run
+    train = [e for e in examples if e.split == "train"]
+    final = meta["history"][-1] if meta["history"] else {}
+    with reg.artifact(".safetensors") as pending:
+        save_hypernet(pending.path, net, text_encoder=cfg.text_encoder, layer_table=base.data["layer_table"],
+                      target=cfg.target, library=[(e.effect, e.prompts[0]) for e in train],
+                      library_embeddings=text.sentence([e.prompts[0] for e in train]), metrics=final)
+    record = reg.add("hypernet", name=cfg.name or None, parents=[base.id, run.id], files={"weights": pending.ref}, data={
+        "base": base.id, "base_name": base.name, "layer_table": base.data["layer_table"], "recipe": asdict(cfg),
+        "run": run.id, "library": [e.record for e in examples], "dataset": library, "rank": net.config.rank,
+        "layers": len(names), "parameters": sum(p.numel() for p in net.parameters()), "metrics": final,
+        "history": meta["history"]})
+    reg.update(run.id, data={"status": "done", "checkpoint": None, "hypernet": record.id})
+    state.wait_for_everyone()
+    return record
