@@ -83,11 +83,27 @@ def _config_dict(transformer_or_config: Any) -> dict[str, Any]:
     if isinstance(transformer_or_config, (str, Path)):
         path = Path(transformer_or_config)
         path = path / "config.json" if path.is_dir() else path
-        return _read_json(path, "transformer config")
+        return _check_sizes(_read_json(path, "transformer config"), path)
     config = getattr(transformer_or_config, "config", transformer_or_config)
     if not isinstance(config, Mapping):
         raise TypeError(f"expected a WanTransformer3DModel or its config, got {type(transformer_or_config).__name__}")
     return dict(config)
+
+
+# sizes a Wan transformer config may have (a 14B Wan: 40 layers, 40 heads x 128, ffn 13824)
+CONFIG_LIMITS = {"num_layers": 1024, "num_attention_heads": 1024, "attention_head_dim": 4096, "ffn_dim": 1 << 20,
+                 "in_channels": 4096, "out_channels": 4096, "text_dim": 1 << 16}
+
+
+def _check_sizes(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Reject configs whose sizes are not positive integers in range (a hostile or broken config.json
+    must fail with a message, not allocate or loop for hours)."""
+    bad = [f"{key}={config[key]!r}" for key, limit in CONFIG_LIMITS.items()
+           if key in config and (isinstance(config[key], bool) or not isinstance(config[key], int) or not 1 <= config[key] <= limit)]
+    if bad:
+        raise P2EError(f"transformer config {path} has sizes out of range: {', '.join(bad)}",
+                       hint="a Wan transformer config has positive integer sizes (e.g. num_layers 40)")
+    return config
 
 
 def check_targets(targets: Any) -> tuple[str, ...]:

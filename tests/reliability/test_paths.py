@@ -93,3 +93,16 @@ def test_output_into_a_read_only_folder(case, micro):
     case.expect(case.p2e("render", "--batch", images, "--base", micro, "-o", folder / "renders"), 1, "cannot write")
     case.expect(case.p2e("curate", "synth", "--effects", "melt", "-n", "1", "--frames", "5", "--size", "16"), 0)
     case.expect(case.p2e("curate", "export", "melt", "-o", folder / "clips"), 1, "cannot", "clips")
+
+
+def test_base_with_absurd_sizes_in_its_config(case, world):
+    import json
+    import shutil
+
+    folder = case.work / "huge"
+    shutil.copytree(world, folder, symlinks=True)
+    config = folder / "transformer" / "config.json"
+    config.unlink()  # the copy may share the file with the world: write a new one
+    data = json.loads((world / "transformer" / "config.json").read_text())
+    config.write_text(json.dumps({**data, "num_layers": 1_000_000_000, "ffn_dim": -3}))
+    case.expect(case.p2e("base", "add", "huge", "--path", folder), 2, "sizes out of range", "num_layers=1000000000")
