@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import List, Optional
+
 import typer
 
+from .. import console
+from ..errors import P2EError
 from .pending import placeholder
 
 ISSUE = "finetune and eval (issue 10)"
@@ -11,7 +16,63 @@ ISSUE = "finetune and eval (issue 10)"
 app = typer.Typer(name="eval", help="Evaluate a hypernetwork: recovery, NMSE, render alignment, controls.",
                   no_args_is_help=True)
 
-placeholder(app, "run", "Evaluate a hypernetwork on a split and write report.json and results.md.",
-            "p2e eval run --split heldout -o eval/", ISSUE)
+
+
+@app.command("run")
+def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: train, heldout or all."),
+        effects: Optional[List[str]] = typer.Option(None, "--effect", help="Only these effects (repeatable)."),
+        base: Optional[str] = typer.Option(None, "--base", help="Base (default: the embedded tiny world)."),
+        hypernet: Optional[str] = typer.Option(None, "--hypernet", help="Hypernetwork id/name or file (default: the "
+                                                                         "newest for the base)."),
+        reference_only: bool = typer.Option(False, "--reference-only", help="Evaluate the reference library alone "
+                                                                              "(L_ref/L0, render MSE vs base)."),
+        val_clips: int = typer.Option(4, "--val-clips", help="Held-out-photo clips per effect."),
+        render: bool = typer.Option(True, "--render/--no-render", help="Also measure render MSE to the ground truth."),
+        out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write report.json and results.md into this folder.")) -> None:
+    """Measure LoRAs against the procedural ground truth on held-out photos: L0 / L_ref / L_pred and
+    recovery R, ΔW NMSE and cosine, misaligned- and random-prompt controls, render MSE.
+
+    Example: p2e eval run --split heldout -o eval/
+    """
+    import json
+
+    from .. import effects as fx
+    from ..evaluation import EvalOptions, evaluate, results_markdown
+    from ..files import atomic_write
+    from ..registry import open_registry
+    from ..wan import resolve_base
+
+    if val_clips < 1:
+        raise P2EError(f"--val-clips must be at least 1, got {val_clips}")
+    names = list(effects) if effects else fx.effect_names(split)
+    for name in names:
+        fx.get_effect(name)
+    reg = open_registry()
+    base_record = resolve_base(base)
+    generator = None
+    if not reference_only:
+        from ..hypernet.store import Generator
+        from .generate import resolve_hypernet
+
+        path, _ = resolve_hypernet(reg, hypernet, base_record)
+        generator = Generator(path, base_record, reg.folder("cache", "hypernet"))
+    report = evaluate(reg, base_record, names, generator, EvalOptions(val_clips=val_clips, render=render))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / "report.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
+        with atomic_write(out / "results.md") as tmp:
+            tmp.write_text(results_markdown(report))
+
+    def show() -> None:
+        for split_name, s in report["summary"].items():
+            console.out.print(f"[bold]{split_name}[/bold] ({s['effects']} effects): "
+                              + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                          for k, v in s.items() if k != "effects"))
+        if out is not None:
+            console.info(f"wrote {out / 'report.json'} and {out / 'results.md'}")
+
+    console.result(report, show)
+
 placeholder(app, "ablations", "Train every ablation variant and tabulate held-out NMSE and recovery.",
             "p2e eval ablations --recipe ablations", ISSUE)

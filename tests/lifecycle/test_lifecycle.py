@@ -54,3 +54,18 @@ def test_clips_to_video(cli, tmp_path):
     outputs = [e["output"] for e in many.json()]
     assert len(set(outputs)) == 3 and outputs[2].endswith("spinning-around-2.safetensors")
     assert all(e["rank"] == 1 for e in many.json())
+
+    report_dir = tmp_path / "eval"
+    evaluated = cli("eval", "run", "--base", "micro", *sum((["--effect", e] for e in EFFECTS), []), "--val-clips", "1",
+                    "-o", report_dir, "--json")
+    assert evaluated.code == 0, evaluated.stderr
+    report = evaluated.json()
+    assert [r["effect"] for r in report["effects"]] == EFFECTS
+    for row in report["effects"]:
+        assert row["L0"] > 0 and row["L_ref"] > 0 and {"recovery", "nmse", "cosine", "mse_base", "mse_ref", "mse_pred",
+                                                        "beats_misaligned", "beats_random"} <= set(row)
+    assert set(report["summary"]) == {"train", "heldout", "all"}
+    assert (report_dir / "results.md").read_text().startswith("# Evaluation on base micro")
+    reference_only = cli("eval", "run", "--base", "micro", "--effect", "melt", "--val-clips", "1", "--reference-only",
+                         "--no-render", "--json")
+    assert reference_only.code == 0 and "recovery" not in reference_only.json()["effects"][0]

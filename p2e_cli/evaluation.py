@@ -1,0 +1,239 @@
+"""Measuring LoRAs against exact ground truth (p2e eval run).
+
+For each library effect with a reference LoRA on the base, on clips of held-out photos:
+- validation flow-matching losses with fixed noise and timesteps (training.validation_loss):
+  L0 (bare base), L_ref (reference LoRA), and with a hypernetwork L_pred (its LoRA for an unseen
+  paraphrase, or for a held-out effect's prompt), recovery R = (L0 - L_pred) / (L0 - L_ref), and
+  two controls: the LoRA generated from another effect's prompt (misaligned) and from a random
+  string; the right prompt's LoRA must beat both, or the hypernetwork is not reading the prompt;
+- ΔW agreement of predicted vs reference: NMSE and cosine over all layers;
+- render alignment: MSE to the procedural ground truth of clips rendered from the held-out photo's
+  first frame with the same seed: base, reference, predicted.
+All LoRAs are applied as routed adapters of one loaded transformer (adapters.StackedLoRA).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import adapters, console, curate
+from . import effects as fx
+from .errors import P2EError
+from .lora_io import read_lora
+from .registry import Record, Registry
+
+RANDOM_PROMPT = "qorvex plimb taduk snerf"  # a fixed random string: the no-information control
+SLOTS = ("ref", "pred", "misaligned", "random")
+
+
+@dataclass
+class EvalOptions:
+    val_clips: int = 4
+    render: bool = True
+    seed: int = 0
+
+
+def references(reg: Registry, base: Record, effects: list[str]) -> dict[str, Record]:
+    """The newest reference LoRA of each effect trained for `base`."""
+    found: dict[str, Record] = {}
+    for record in reg.ls("lora", "reference"):
+        effect = record.data.get("effect")
+        if effect in effects and record.data.get("base") in (base.id, base.name) \
+                and record.data.get("layer_table") == base.data.get("layer_table"):
+            if effect not in found or record.created > found[effect].created:
+                found[effect] = record
+    return found
+
+
+def delta_agreement(pred: dict[str, tuple[torch.Tensor, torch.Tensor]], ref: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """NMSE ‖ΔWp − ΔWr‖²/‖ΔWr‖² and cosine <ΔWp, ΔWr>/(‖ΔWp‖‖ΔWr‖), summed over layers.
+    Factors as {layer: (B, A)} with ΔW = B·A; Gram matrices only (no ΔW is formed)."""
+    pp = rr = pr = 0.0
+    for name, (br, ar) in ref.items():
+        bp, ap = pred[name]
+        bp, ap, br, ar = (t.double() for t in (bp, ap, br, ar))
+        pp += float(((bp.T @ bp) * (ap @ ap.T)).sum())
+        rr += float(((br.T @ br) * (ar @ ar.T)).sum())
+        pr += float(((bp.T @ br) * (ar @ ap.T)).sum())
+    nmse = (pp + rr - 2 * pr) / max(rr, 1e-30)
+    return {"nmse": nmse, "cosine": pr / max((pp * rr) ** 0.5, 1e-30)}
+
+
+def _scaled(lora) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{layer: (B, A)} with alpha/r folded in, ΔW = B·A."""
+    return {n: (l.B.float() * l.scale, l.A.float()) for n, l in lora.layers.items()}
+
+
+def _load(layers, index: int, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], rank: int) -> None:
+    """Adapter `index` := factors (B, A) with ΔW = B·A, zero-padded to `rank` (layers' alpha = rank)."""
+    values = {}
+    for name in layers:
+        b, a = factors[name]
+        pad = rank - b.shape[1]
+        if pad < 0:
+            raise P2EError(f"a LoRA of rank {b.shape[1]} does not fit the evaluation's rank {rank}")
+        values[name] = (torch.cat([a, a.new_zeros(pad, a.shape[1])]), torch.cat([b, b.new_zeros(b.shape[0], pad)], dim=1))
+    adapters.load_factors(layers, index, values)
+
+
+def _validation_set(reg: Registry, base: Record, pipe, effect: str, settings: dict[str, Any], options: EvalOptions):
+    from .encode import encode_clips, load_encoded
+
+    size = tuple(settings["size"][::-1])
+    curate.synth(reg, [fx.get_effect(effect)], options.val_clips, settings["frames"], size, seed=options.seed, photos="heldout")
+    clips = curate.list_clips(reg, effect, "heldout")[: options.val_clips]
+    encode_clips(reg, base, clips, pipe)
+    latents, text = load_encoded(reg, base, clips)
+    return clips, latents, text
+
+
+def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
+             options: EvalOptions | None = None) -> dict[str, Any]:
+    """Per-effect figures and their medians (see the module docstring). `generator`: a
+    hypernet.store.Generator, or None to evaluate the reference library alone."""
+    from .render import Renderer, RenderParams
+    from .training import validation_loss
+    from .wan import base_settings, load_pipeline
+
+    options = options or EvalOptions()
+    refs = references(reg, base, effects)
+    missing = [e for e in effects if e not in refs]
+    if missing:
+        console.warn(f"{len(missing)} effect(s) have no reference LoRA on base {base.name or base.id} and are skipped: "
+                     f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
+    effects = [e for e in effects if e in refs]
+    if not effects:
+        raise P2EError(f"no effect to evaluate has a reference LoRA on base {base.name or base.id}",
+                       hint="train them first: p2e train lora --all --split all --recipe library-tiny")
+    settings = base_settings(base)
+    pipe = load_pipeline(base)
+    ref_files = {e: read_lora(reg.path(refs[e].files["lora"])) for e in effects}
+    names = sorted(next(iter(ref_files.values())).layers)
+    rank = max(max(l.ranks) for l in ref_files.values())
+    prompts, predicted = {}, {}
+    if generator is not None:
+        rank = max(rank, generator.rank)
+        spec = [fx.get_effect(e) for e in effects]
+        prompts = {e.name: {"pred": (e.heldout_prompts[0] if e.split == "train" else e.prompts[0]),
+                            "misaligned": spec[(i + 1) % len(spec)].prompts[0] if len(spec) > 1 else RANDOM_PROMPT,
+                            "random": RANDOM_PROMPT} for i, e in enumerate(spec)}
+        wanted = sorted({p for v in prompts.values() for p in v.values()})
+        predicted = dict(zip(wanted, generator(wanted)))
+    layers = adapters.inject(pipe.transformer, names, [options.seed] * len(SLOTS), rank, float(rank))
+    renderer = Renderer(base, pipe=pipe) if options.render else None
+    rows = []
+    try:
+        with console.progress("evaluate", total=len(effects)) as advance:
+            for effect in effects:
+                rows.append(_one(reg, base, pipe, effect, refs[effect], ref_files[effect], prompts.get(effect), predicted,
+                                 layers, rank, settings, options, renderer, validation_loss, RenderParams))
+                advance()
+    finally:
+        adapters.remove(pipe.transformer, layers)
+    return {"base": base.id, "base_name": base.name, "effects": rows, "summary": summarize(rows)}
+
+
+def _one(reg, base, pipe, effect, ref_record, ref_lora, prompts, predicted, layers, rank, settings, options, renderer,
+         validation_loss, RenderParams) -> dict[str, Any]:
+    spec = fx.get_effect(effect)
+    clips, latents, text = _validation_set(reg, base, pipe, effect, settings, options)
+    factors = {"ref": _scaled(ref_lora)}
+    if prompts:
+        for slot in ("pred", "misaligned", "random"):
+            factors[slot] = {n: (b, a) for n, (b, a) in predicted[prompts[slot]].items()}
+    for slot, values in factors.items():
+        _load(layers, SLOTS.index(slot), values, rank)
+
+    def loss(slot: str | None) -> float:
+        index = SLOTS.index(slot) if slot else 0
+        weight = 1.0 if slot else 0.0
+
+        def routing(rows):
+            return adapters.routed(layers, torch.full((len(rows),), index), torch.full((len(rows),), weight))
+
+        return validation_loss(pipe.transformer, latents, text, f"eval/{effect}", before=routing)
+
+    row: dict[str, Any] = {"effect": effect, "split": spec.split, "reference": ref_record.id, "clips": len(clips),
+                           "L0": loss(None)}
+    row.update({f"L_{slot}": loss(slot) for slot in factors})
+    row["ref_ratio"] = row["L_ref"] / row["L0"]
+    if prompts:
+        gap = row["L0"] - row["L_ref"]
+        row["recovery"] = (row["L0"] - row["L_pred"]) / gap if gap > 0 else None
+        row["prompts"] = prompts
+        row["beats_misaligned"] = row["L_pred"] < row["L_misaligned"]
+        row["beats_random"] = row["L_pred"] < row["L_random"]
+        row.update(delta_agreement(factors["pred"], factors["ref"]))
+    if renderer is not None:
+        truth = curate.load_clip(reg, clips[0]).astype(np.float64)
+        for slot in ["base", "ref"] + (["pred"] if prompts else []):
+            params = RenderParams(prompt=spec.prompts[0], seed=options.seed, frames=len(truth))
+            if slot == "base":
+                clip = renderer.render(truth[0].astype(np.uint8), [], params)
+            else:
+                with adapters.routed(layers, torch.full((1,), SLOTS.index(slot))):
+                    clip = renderer.render(truth[0].astype(np.uint8), [], params)
+            row[f"mse_{slot}"] = float(np.mean((clip.astype(np.float64) - truth) ** 2))
+        row["ref_render_better"] = row["mse_ref"] < row["mse_base"]
+        if prompts:
+            gap = row["mse_base"] - row["mse_ref"]
+            row["render_recovery"] = (row["mse_base"] - row["mse_pred"]) / gap if gap > 0 else None
+            row["pred_render_better"] = row["mse_pred"] < row["mse_base"]
+    return row
+
+
+def _median(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _fraction(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(bool(v) for v in values) / len(values) if values else None
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians and fractions per split (train, heldout) and over all effects."""
+    out: dict[str, Any] = {}
+    for split in ("train", "heldout", "all"):
+        part = [r for r in rows if split == "all" or r["split"] == split]
+        if not part:
+            continue
+        s = {"effects": len(part), "ref_ratio_median": _median([r["ref_ratio"] for r in part]),
+             "ref_ratio_worst": max(r["ref_ratio"] for r in part),
+             "ref_render_better": _fraction([r.get("ref_render_better") for r in part])}
+        if "recovery" in part[0]:
+            s.update(recovery_median=_median([r["recovery"] for r in part]),
+                     nmse_median=_median([r["nmse"] for r in part]), cosine_median=_median([r["cosine"] for r in part]),
+                     beats_misaligned=_fraction([r["beats_misaligned"] for r in part]),
+                     beats_random=_fraction([r["beats_random"] for r in part]),
+                     pred_render_better=_fraction([r.get("pred_render_better") for r in part]),
+                     render_recovery_median=_median([r.get("render_recovery") for r in part]))
+        out[split] = s
+    return out
+
+
+def results_markdown(report: dict[str, Any]) -> str:
+    """A results.md: the summary table per split, then one row per effect."""
+    lines = [f"# Evaluation on base {report.get('base_name') or report['base']}", "", "## Summary", ""]
+    keys = sorted({k for s in report["summary"].values() for k in s})
+    lines += ["| split | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
+    for split, s in report["summary"].items():
+        lines.append(f"| {split} | " + " | ".join(_cell(s.get(k)) for k in keys) + " |")
+    cols = [c for c in ("split", "L0", "L_ref", "L_pred", "ref_ratio", "recovery", "nmse", "cosine", "L_misaligned",
+                        "L_random", "mse_base", "mse_ref", "mse_pred") if c in report["effects"][0]]
+    lines += ["", "## Per effect", "", "| effect | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
+    for r in report["effects"]:
+        lines.append(f"| {r['effect']} | " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
