@@ -69,3 +69,21 @@ def test_clips_to_video(cli, tmp_path):
     reference_only = cli("eval", "run", "--base", "micro", "--effect", "melt", "--val-clips", "1", "--reference-only",
                          "--no-render", "--json")
     assert reference_only.code == 0 and "recovery" not in reference_only.json()["effects"][0]
+
+    tuned = cli("finetune", "melt", "--init", out, "--base", "micro", "--steps", "3",
+                *sets([o for o in LORA if not o.startswith(("rank", "alpha", "steps"))]), "--json")
+    assert tuned.code == 0, tuned.stderr
+    result = tuned.json()
+    assert result["reference_loss"] is not None and [h["step"] for h in result["history"]] == [3]
+    record = open_registry().get(result["id"])
+    assert record.subkind == "finetuned" and entry["record"] in record.parents  # traces back to the prediction
+    shown = cli("show", record.id, "--json").json()
+    labels = set()
+
+    def walk(node):
+        labels.add(node["label"].split(":")[0])
+        for parent in node["parents"]:
+            walk(parent)
+
+    walk(shown["lineage"])
+    assert {"run", "clip", "effect", "base", "hypernet", "lora"} <= labels
