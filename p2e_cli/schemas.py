@@ -142,4 +142,23 @@ class HypernetRecipe:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, weight_decay=0.01, warmup_steps=100))
 
 
-RECIPE_KINDS: dict[str, type] = {"lora": LoraRecipe, "world": WorldRecipe, "hypernet": HypernetRecipe}
+def _paper_ablations() -> dict[str, list[str]]:
+    return {"full": [], "raw-targets": ["target=raw"], "noise-tokens": ["model.conditioning=noise"],
+            "no-weights": ["model.conditioning=none"], "half-rank": ["model.tokenize=half"],
+            "queries-128": ["model.queries=128"], "queries-512": ["model.queries=512"], "ensemble": ["model.design=ensemble"]}
+
+
+@dataclass
+class AblationsRecipe:
+    """The paper's ablation table (p2e eval ablations): every variant = the `hypernet` recipe plus
+    its overrides, trained with the same `steps`, then measured on held-out effects."""
+
+    kind: Literal["ablations"] = "ablations"
+    hypernet: str = "base"
+    steps: int = bounded(1000, 1, STEPS_MAX)
+    val_clips: int = bounded(4, 1, 10_000)
+    variants: dict[str, list[str]] = field(default_factory=_paper_ablations)
+
+
+RECIPE_KINDS: dict[str, type] = {"lora": LoraRecipe, "world": WorldRecipe, "hypernet": HypernetRecipe,
+                                 "ablations": AblationsRecipe}

@@ -9,9 +9,6 @@ import typer
 
 from .. import console
 from ..errors import P2EError
-from .pending import placeholder
-
-ISSUE = "finetune and eval (issue 10)"
 
 app = typer.Typer(name="eval", help="Evaluate a hypernetwork: recovery, NMSE, render alignment, controls.",
                   no_args_is_help=True)
@@ -74,5 +71,33 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
 
     console.result(report, show)
 
-placeholder(app, "ablations", "Train every ablation variant and tabulate held-out NMSE and recovery.",
-            "p2e eval ablations --recipe ablations", ISSUE)
+
+
+@app.command("ablations")
+def ablations(recipe: str = typer.Option("ablations", "--recipe", help="Ablations recipe: a file or a shipped name."),
+              set_: List[str] = typer.Option([], "--set", help="Override a key of every variant's hypernet recipe "
+                                                                "(e.g. --set batch_size=8)."),
+              base: Optional[str] = typer.Option(None, "--base", help="Base (default: the hypernet recipe's)."),
+              out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write ablations.json and ablations.md here.")) -> None:
+    """Train every ablation variant with the same budget and tabulate held-out ΔW NMSE and recovery R
+    (the paper's table: canonical vs raw targets, weights vs noise vs none, full vs half rank,
+    128/256/512 queries, unified vs ensemble). Re-running reuses variants already trained.
+
+    Example: p2e eval ablations --recipe ablations -o docs/
+    """
+    import json
+
+    from ..evaluation import ablations_markdown, run_ablations
+    from ..files import atomic_write
+    from ..recipes import load_recipe
+    from ..registry import open_registry
+
+    cfg = load_recipe(recipe, [], kind="ablations")
+    table = run_ablations(open_registry(), cfg, base, set_)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / "ablations.json") as tmp:
+            tmp.write_text(json.dumps(table, indent=2))
+        with atomic_write(out / "ablations.md") as tmp:
+            tmp.write_text(ablations_markdown(table))
+    console.result(table, lambda: console.out.print(ablations_markdown(table)))

@@ -112,7 +112,7 @@ def _lora_tensors(home):
 
     with sqlite3.connect(f"file:{home / 'index.sqlite'}?mode=ro", uri=True) as db:
         (path,) = db.execute("SELECT f.path FROM files f JOIN records r ON r.id = f.record "
-                             "WHERE r.kind = 'lora' AND r.subkind = 'reference' AND f.role = 'weights'").fetchone()
+                             "WHERE r.kind = 'lora' AND r.subkind = 'reference' AND f.role = 'lora'").fetchone()
     return load_file(str(home / path))
 
 
