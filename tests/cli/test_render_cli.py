@@ -147,7 +147,6 @@ def test_render_errors_are_bad_input(cli, bases, files, tmp_path, home):
         "does not exist": ("render", tmp_path / "missing.png", "--base", "t21"),
         "is not 4k+1": ("render", image, "--base", "t21", "--frames", "6"),
         "multiples of 16": ("render", image, "--base", "t21", "--size", "40x40"),
-        "tiny world is not installed": ("render", image),
         "--compare needs at least one --lora": ("render", image, "--base", "t21", "--compare"),
         "--preview needs at least one --lora": ("render", image, "--base", "t21", "--preview"),
         "cannot write": ("render", image, "--base", "t21", "-o", tmp_path / "out.txt"),

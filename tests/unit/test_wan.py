@@ -111,7 +111,24 @@ def test_base_settings(tmp_path):
         base_settings(tmp_path)
 
 
-def test_resolve_base_without_tiny_says_so(home):
+def test_resolve_base_registers_the_shipped_tiny_world_on_first_use(home):
+    from p2e_cli.registry import open_registry
+
+    tiny = resolve_base(None)
+    assert tiny.name == "tiny" and tiny.data["shipped"] and (base_path_of(tiny) / "model_index.json").is_file()
+    assert resolve_base("tiny").id == tiny.id and len(open_registry().ls("base")) == 1
+    shutil.rmtree(base_path_of(tiny))  # a lost folder is re-assembled from the package
+    assert (base_path_of(resolve_base(None)) / "transformer").is_dir()
+
+
+def base_path_of(record):
+    from pathlib import Path
+
+    return Path(record.data["path"])
+
+
+def test_resolve_base_without_tiny_says_so(home, monkeypatch):
+    monkeypatch.setattr("p2e_cli.world.shipped.shipped_world", lambda name: None)  # an install without package data
     with pytest.raises(P2EError) as e:
         resolve_base(None)
     assert "tiny world is not installed" in e.value.message and "--base" in e.value.hint
