@@ -92,3 +92,33 @@ def test_gram_form_of_the_delta_error_matches_the_dense_one():
     nmse = delta_nmse([(b1, a1)], [(b2, a2)])
     torch.testing.assert_close(nmse, dense / (b2 @ a2).pow(2).sum(dim=(1, 2)))
     assert dataclasses.is_dataclass(load_recipe("base", []))
+
+
+def test_generate_uses_the_hypernet_shipped_beside_a_shipped_world(cli, micro_world, home, monkeypatch, tmp_path):
+    """A fresh install: the base and its hypernetwork come from package data, registered on first use."""
+    import shutil
+
+    from p2e_cli.hypernet.model import HypernetConfig, Hypernetwork, LayerSpec
+    from p2e_cli.hypernet.store import save_hypernet
+    from p2e_cli.lora_io import read_lora
+    from p2e_cli.wan import layer_table_hash
+
+    shipped = tmp_path / "worlds" / "micro"
+    shipped.mkdir(parents=True)
+    for part in ("transformer", "vae", "scheduler", "model_index.json", "p2e_base.json"):
+        (shutil.copytree if (micro_world / part).is_dir() else shutil.copy)(micro_world / part, shipped / part)
+    table = layer_table(base_config(micro_world))
+    net = Hypernetwork(HypernetConfig(dim=16, heads=2, queries=4, fusion_layers=1, rank=2, text_dim=384),
+                       [LayerSpec(l.name, l.module_type, l.block, l.out_features, l.in_features) for l in table])
+    save_hypernet(shipped / "hypernet.safetensors", net, text_encoder="minilm", layer_table=layer_table_hash(table),
+                  target="canonical", library=[("melt", "melting into liquid")], library_embeddings=torch.randn(1, 384),
+                  dtype=torch.float16)
+    monkeypatch.setattr("p2e_cli.world.shipped.shipped_world", lambda name: shipped if name == "micro" else None)
+    out = tmp_path / "melt.safetensors"
+    result = cli("generate", "melting into liquid", "--base", "micro", "-o", out, "--json")
+    assert result.code == 0, result.stderr
+    reg = open_registry()
+    [hypernet] = reg.ls("hypernet")
+    assert hypernet.name == "micro" and hypernet.data["shipped"] and result.json()[0]["nearest"][0]["effect"] == "melt"
+    assert read_lora(out).ranks == [2] and read_lora(out).p2e("kind") == "predicted"
+    assert cli("generate", "spinning", "--base", "micro", "--no-register").code == 0 and len(reg.ls("hypernet")) == 1
