@@ -9,7 +9,9 @@ Prints:
   batched   in-process Generator: 100 prompts in one call
   encode    the one-off W0 weight encoding that the cache saves (per base and hypernetwork)
 
-Run: python benchmarks/generate.py [--base tiny] [--hypernet ID|FILE] [--repeats 3]
+Run: python benchmarks/generate.py [--base tiny] [--hypernet ID|FILE | --random] [--repeats 3]
+(--random: a randomly initialised hypernetwork of the default recipe's shape for the base; speed
+does not depend on the weights, so latency can be measured before one is trained.)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=None, help="registered base (default: tiny)")
     parser.add_argument("--hypernet", default=None, help="registry id/name or file (default: newest for the base)")
+    parser.add_argument("--random", action="store_true", help="time a random-weight network of recipes/base.yaml's shape")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--home", default=None, help="P2E_HOME to use (default: the current one)")
     args = parser.parse_args()
@@ -47,10 +50,13 @@ def main() -> None:
     console.configure(quiet=True)
     reg = open_registry()
     base = resolve_base(args.base)
-    path, _ = resolve_hypernet(reg, args.hypernet, base)
-    print(f"base {base.name}, hypernetwork {path.name}, {torch.get_num_threads()} torch threads")
-
     with tempfile.TemporaryDirectory() as tmp:
+        if args.random:
+            path = random_hypernet(base, Path(tmp) / "random-hypernet.safetensors")
+            args.hypernet = str(path)
+        else:
+            path, _ = resolve_hypernet(reg, args.hypernet, base)
+        print(f"base {base.name}, hypernetwork {path.name}, {torch.get_num_threads()} torch threads")
         cache = Path(tmp) / "cache"
         start = time.perf_counter()
         Generator(path, base, cache)
@@ -84,6 +90,25 @@ def main() -> None:
           f"(first run, building the registry cache: {cold[0]:.2f} s)   target < 3 s")
     print(f"warm     {sorted(warm)[len(warm) // 2] * 1e3:8.1f} ms   median of 20 single-prompt calls   target < 20 ms")
     print(f"batched  {min(batched):8.3f} s    100 prompts in one call, best of {args.repeats}   target < 1 s")
+
+
+def random_hypernet(base, path: Path) -> Path:
+    """recipes/base.yaml's network for `base`, randomly initialised, saved like a trained one."""
+    import torch
+
+    from p2e_cli.hypernet.model import MODULE_TYPES, HypernetConfig, Hypernetwork, LayerSpec
+    from p2e_cli.hypernet.store import save_hypernet
+    from p2e_cli.recipes import load_recipe
+    from p2e_cli.wan import base_config, layer_table
+
+    m = load_recipe("base", []).model
+    table = layer_table(base_config(base), MODULE_TYPES)
+    net = Hypernetwork(HypernetConfig(dim=m.dim, heads=m.heads, queries=m.queries, fusion_layers=m.fusion_layers, rank=8,
+                                      text_dim=384), [LayerSpec(l.name, l.module_type, l.block, l.out_features, l.in_features)
+                                                      for l in table])
+    return save_hypernet(path, net, text_encoder="minilm", layer_table=base.data["layer_table"], target="canonical",
+                         library=[("melt", "melting into liquid")], library_embeddings=torch.randn(1, 384),
+                         dtype=torch.float16)
 
 
 if __name__ == "__main__":
