@@ -113,6 +113,8 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
     for t in targets:
         if t is not None:
             check_output_path(t)
+            if t.suffix != ".safetensors":  # refused before anything is generated or registered
+                raise P2EError(f"LoRA files are .safetensors, not {t.suffix or 'extensionless'}: {t}")
     start = time.perf_counter()
     gen = Generator(path, base_record, reg.folder("cache", "hypernet"))
     keep = gen.rank if rank is None else rank

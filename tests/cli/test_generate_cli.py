@@ -1,0 +1,40 @@
+"""p2e generate's bad inputs: each exits 2 with a message naming the problem (in-process CLI)."""
+
+import pytest
+import torch
+
+from p2e_cli.hypernet.model import HypernetConfig, Hypernetwork, LayerSpec
+from p2e_cli.hypernet.store import save_hypernet
+from p2e_cli.lora_io import LoraLayer, write_lora
+from p2e_cli.wan import base_config, layer_table
+
+
+@pytest.fixture
+def hypernet(micro_base, tmp_path):
+    table = layer_table(base_config(micro_base))
+    net = Hypernetwork(HypernetConfig(dim=16, heads=2, queries=4, fusion_layers=1, rank=2, text_dim=384),
+                       [LayerSpec(l.name, l.module_type, l.block, l.out_features, l.in_features) for l in table])
+    return save_hypernet(tmp_path / "h.safetensors", net, text_encoder="minilm", layer_table=micro_base.data["layer_table"],
+                         target="canonical", library=[], library_embeddings=torch.zeros(0, 384))
+
+
+def test_generate_bad_inputs(cli, micro_base, hypernet, tmp_path):
+    lora = write_lora(tmp_path / "l.safetensors", {"blocks.0.attn1.to_q": LoraLayer(torch.zeros(2, 16), torch.zeros(32, 2), 2.0)})
+    cases = {
+        "no hypernetwork for base micro": ("x",),
+        "an empty prompt": ("  ",),
+        "no prompt given": (),
+        "-o names one file but 2 prompts": ("a", "b", "-o", tmp_path / "a.safetensors", "--hypernet", hypernet),
+        "--scale must be a finite number": ("a", "--scale", "nan", "--hypernet", hypernet),
+        "does not exist": ("--batch", tmp_path / "missing.txt"),
+        "--rank 3 is outside 1..2": ("a", "--rank", "3", "--hypernet", hypernet),
+        "not a p2e hypernetwork": ("a", "--hypernet", lora),
+        "give -o FILE or --out-dir DIR, not both": ("a", "-o", tmp_path / "x.safetensors", "--out-dir", tmp_path),
+        "LoRA files are .safetensors": ("a", "-o", tmp_path / "x.txt", "--hypernet", hypernet),
+    }
+    for expected, args in cases.items():
+        result = cli("generate", *args, "--base", "micro")
+        message = " ".join(result.stderr.split())
+        assert result.code == 2 and expected in message and "Traceback" not in result.stderr, (expected, result.stderr)
+    ok = cli("generate", "melting", "--base", "micro", "--hypernet", hypernet, "--json")
+    assert ok.code == 0 and ok.json()[0]["nearest"] == []  # a hypernet without a library has no neighbours
