@@ -69,3 +69,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def lineage_kinds(cli, record_id: str) -> set:
+    """The record kinds in `p2e show ID`'s lineage tree."""
+    kinds = set()
+
+    def walk(node):
+        kinds.add(node["label"].split(":")[0])
+        for parent in node["parents"]:
+            walk(parent)
+
+    walk(cli("show", record_id, "--json").json()["lineage"])
+    return kinds

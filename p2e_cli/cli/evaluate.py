@@ -15,6 +15,19 @@ app = typer.Typer(name="eval", help="Evaluate a hypernetwork: recovery, NMSE, re
 
 
 
+def write_pair(out: Path, json_name: str, data: dict, markdown_name: str, markdown: str) -> None:
+    """A result as JSON plus its markdown table, written atomically into `out`."""
+    import json
+
+    from ..files import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / json_name) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))
+    with atomic_write(out / markdown_name) as tmp:
+        tmp.write_text(markdown)
+
+
 @app.command("run")
 def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: train, heldout or all."),
         effects: Optional[List[str]] = typer.Option(None, "--effect", help="Only these effects (repeatable)."),
@@ -31,11 +44,8 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
 
     Example: p2e eval run --split heldout -o eval/
     """
-    import json
-
     from .. import effects as fx
     from ..evaluation import EvalOptions, evaluate, results_markdown
-    from ..files import atomic_write
     from ..registry import open_registry
     from ..wan import resolve_base
 
@@ -55,11 +65,7 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
         generator = Generator(path, base_record, reg.folder("cache", "hypernet"))
     report = evaluate(reg, base_record, names, generator, EvalOptions(val_clips=val_clips, render=render))
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_write(out / "report.json") as tmp:
-            tmp.write_text(json.dumps(report, indent=2))
-        with atomic_write(out / "results.md") as tmp:
-            tmp.write_text(results_markdown(report))
+        write_pair(out, "report.json", report, "results.md", results_markdown(report))
 
     def show() -> None:
         for split_name, s in report["summary"].items():
@@ -85,19 +91,12 @@ def ablations(recipe: str = typer.Option("ablations", "--recipe", help="Ablation
 
     Example: p2e eval ablations --recipe ablations -o docs/
     """
-    import json
-
     from ..evaluation import ablations_markdown, run_ablations
-    from ..files import atomic_write
     from ..recipes import load_recipe
     from ..registry import open_registry
 
     cfg = load_recipe(recipe, [], kind="ablations")
     table = run_ablations(open_registry(), cfg, base, set_)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_write(out / "ablations.json") as tmp:
-            tmp.write_text(json.dumps(table, indent=2))
-        with atomic_write(out / "ablations.md") as tmp:
-            tmp.write_text(ablations_markdown(table))
+        write_pair(out, "ablations.json", table, "ablations.md", ablations_markdown(table))
     console.result(table, lambda: console.out.print(ablations_markdown(table)))

@@ -77,16 +77,9 @@ def test_clips_to_video(cli, tmp_path):
     assert result["reference_loss"] is not None and [h["step"] for h in result["history"]] == [3]
     record = open_registry().get(result["id"])
     assert record.subkind == "finetuned" and entry["record"] in record.parents  # traces back to the prediction
-    shown = cli("show", record.id, "--json").json()
-    labels = set()
+    from tests.wan_helpers import lineage_kinds
 
-    def walk(node):
-        labels.add(node["label"].split(":")[0])
-        for parent in node["parents"]:
-            walk(parent)
-
-    walk(shown["lineage"])
-    assert {"run", "clip", "effect", "base", "hypernet", "lora"} <= labels
+    assert {"run", "clip", "effect", "base", "hypernet", "lora"} <= lineage_kinds(cli, record.id)
 
     recipe = tmp_path / "ablations.yaml"
     recipe.write_text("kind: ablations\nhypernet: base\nsteps: 4\nval_clips: 1\n"

@@ -77,16 +77,9 @@ def test_train_lora_cli_registers_a_reference_lora_with_lineage(cli, micro_base,
     lora = open_registry().ls("lora", "reference")
     assert len(lora) == 1 and lora[0].data["effect"] == "melt"
     assert read_lora(out).ranks == [2]
-    shown = cli("show", lora[0].id, "--json").json()
-    kinds = set()
+    from tests.wan_helpers import lineage_kinds
 
-    def walk(node):
-        kinds.add(node["label"].split(":")[0])
-        for parent in node["parents"]:
-            walk(parent)
-
-    walk(shown["lineage"])
-    assert {"run", "clip", "effect", "base"} <= kinds
+    assert {"run", "clip", "effect", "base"} <= lineage_kinds(cli, lora[0].id)
 
     from p2e_cli.video import read_image
 
