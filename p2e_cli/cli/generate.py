@@ -86,6 +86,7 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
     import math
     import time
 
+    from ..canon import low_rank_norm
     from ..files import check_output_path
     from ..hypernet.store import Generator
     from ..lora_io import LoraLayer, write_lora
@@ -126,7 +127,7 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
     results = []
     for prompt, layers, near, target in zip(prompts, factors, nearest, targets):
         final = {name: finish(b, a, keep, scale) for name, (b, a) in layers.items()}
-        norm = math.sqrt(sum(float((b.T @ b * (a @ a.T)).sum()) for b, a in final.values()))
+        norm = math.sqrt(sum(low_rank_norm(b, a) ** 2 for b, a in final.values()))
         lora = {name: LoraLayer(a, b, float(keep)) for name, (b, a) in final.items()}
         parents = [record.id] if record is not None else []
         entry = {"prompt": prompt, "output": None, "record": None, "norm": norm, "rank": keep, "scale": scale,
