@@ -52,7 +52,7 @@ def resolve_hypernet(reg: Any, ref: str | None, base: Any) -> tuple[Path, Any]:
             fitting = [shipped] if shipped is not None else []
         if not fitting:
             raise P2EError(f"no hypernetwork for base {base.name or base.id}",
-                           hint="train one with p2e train hypernet (the tiny world ships one), or pass --hypernet FILE")
+                           hint="train one with p2e train hypernet, or pass --hypernet FILE")
         record = max(fitting, key=lambda r: r.created)
     return reg.path(record.files["weights"]), record
 
