@@ -119,6 +119,8 @@ class HypernetModel:
     tokenize: Literal["full", "half"] = "full"
     conditioning: Literal["weights", "noise", "none"] = "weights"
     design: Literal["unified", "ensemble"] = "unified"
+    feature_dim: int = bounded(0, 0, 4096)  # cached per-token feature width (0: = dim)
+    gradient_checkpointing: bool = False  # recompute the fusion layers in backward (large networks)
 
 
 @dataclass
@@ -138,6 +140,8 @@ class HypernetRecipe:
     eval_every: int = bounded(200, 1, STEPS_MAX)
     checkpoint_every: int = bounded(200, 1, STEPS_MAX)
     seed: int = bounded(0, 0, 2**31 - 1)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # accelerate autocast (bf16 at real-Wan scale)
+    sharding: Literal["none", "fsdp"] = "none"  # fsdp: shard the network over `accelerate launch` processes
     model: HypernetModel = field(default_factory=HypernetModel)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, weight_decay=0.01, warmup_steps=100))
 

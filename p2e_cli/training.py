@@ -15,7 +15,7 @@ import math
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -64,11 +64,53 @@ def distributed_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def make_accelerator():
-    """An Accelerator on distributed_state()'s device choice (the training loops' one way in)."""
+def make_accelerator(mixed_precision: str = "no"):
+    """An Accelerator on distributed_state()'s device choice (the training loops' one way in);
+    mixed_precision "bf16"/"fp16" runs forward passes under autocast (accelerator.autocast()).
+    accelerate keeps one global state per process; a later run in the same process with another
+    precision (eval ablations, tests) resets it, keeping the process group."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    return Accelerator(cpu=not torch.cuda.is_available())
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
+        AcceleratorState._reset_state()
+
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
+
+
+def shard_fsdp(model: torch.nn.Module, units: Iterable[torch.nn.Module]) -> torch.nn.Module:
+    """Shard `model` over the `accelerate launch` processes with FSDP2 (torch's fully_shard): each
+    of `units` gathers its parameters only while it runs, the rest belongs to the root. Parameters
+    stay float32 (bf16 compute comes from autocast). Works on CPU over gloo, which accelerate's
+    own FSDP plugin refuses, so the distributed path is tested on CPU as it runs on GPUs."""
+    from torch.distributed.fsdp import fully_shard
+
+    for unit in units:
+        fully_shard(unit)
+    fully_shard(model)
+    return model
+
+
+def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sharded: bool) -> tuple[dict, dict]:
+    """(model state dict, optimizer state dict), whole and on the CPU. With FSDP every process
+    must call it (the shards are gathered) and only the main process receives them (others get
+    empty dicts); without, it is a plain state_dict()."""
+    if not sharded:
+        return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, sharded: bool) -> None:
+    """Restore a full_state() optimizer state (every process passes the same whole state)."""
+    if not sharded:
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
 
 def flow_matching_loss(transformer, latents: torch.Tensor, text: torch.Tensor, sigmas: torch.Tensor,

@@ -82,3 +82,20 @@ def lineage_kinds(cli, record_id: str) -> set:
 
     walk(cli("show", record_id, "--json").json()["lineage"])
     return kinds
+
+
+def accelerate_launch(home: Path, *args: str, processes: int = 2):
+    """Run `p2e ARGS` under `accelerate launch` with `processes` CPU processes (gloo), on P2E_HOME=home."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+         "-m", "p2e_cli", *args],
+        env={**os.environ, "P2E_HOME": str(home), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)

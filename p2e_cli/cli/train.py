@@ -78,7 +78,9 @@ def hypernet(recipe: str = typer.Argument("base", help="Hypernet recipe: a file 
 
     cfg = load_recipe(recipe, set_ + ([f"base={base}"] if base else []), kind="hypernet")
     record = run_training(cfg, resume)
-    metrics = record.data.get("metrics", {}) if record is not None else {}
+    if record is None:  # a non-main process under accelerate launch: the main one reports
+        return
+    metrics = record.data.get("metrics", {})
     console.result({"id": record.id, "name": record.name, "metrics": metrics},
                    lambda: console.info(f"hypernetwork {record.label} ({record.id}): held-out ΔW nmse "
                                         f"{metrics.get('heldout_nmse')}, unseen paraphrases {metrics.get('unseen_prompt_nmse')}"))

@@ -14,6 +14,11 @@ depend on the prompt and is cached with the weight encoding, and the prompt ente
 small matrix per layer side. A prompt then costs the fusion Transformer plus tokens × dim × rank
 multiply-adds, milliseconds on a CPU, where a per-token cross-attention decode costs ~40x more.
 
+The weight encoding streams: each layer's W0 is tokenized and reduced on its own to a partial
+result (its token features, the means of its sides, and its share of the queries' attention as
+online-softmax statistics), and the partials are merged exactly at the end. So a 14B base is read
+one layer at a time and an interrupted encoding resumes from the layers already done.
+
 The outputs are SVD-canonical LoRA factors (B = U S^½, A = S^½ Vᵀ, alpha = rank) for all layers
 in one pass. Ablation switches (HypernetConfig): queries, tokenize full|half, conditioning
 weights|noise|none, design unified|ensemble (one small predictor per transformer block).
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +52,12 @@ class HypernetConfig:
     tokenize: Literal["full", "half"] = "full"
     conditioning: Literal["weights", "noise", "none"] = "weights"
     design: Literal["unified", "ensemble"] = "unified"
+    feature_dim: int = 0  # width of the cached per-token features g_t (0: = dim); smaller at 14B scale
+    gradient_checkpointing: bool = False  # recompute the fusion Transformer in backward (large networks)
+
+    @property
+    def features(self) -> int:
+        return self.feature_dim or self.dim
 
 
 @dataclass
@@ -83,8 +94,32 @@ class Attention(nn.Module):
         k, v = self.kv(c).view(b, c.shape[1], 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         attn_mask = None if mask is None else mask[:, None, None, :]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.finish(x, y)
+
+    def finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Residual output projection and MLP after attention values y (b, heads, n, head dim)."""
+        b, n, d = x.shape
         x = x + self.out(y.transpose(1, 2).reshape(b, n, d))
         return x + self.mlp(x)
+
+    def partial(self, x: torch.Tensor, context: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-attention of x (1, n, dim) to one chunk of context (1, t, dim), as online-softmax
+        statistics: per head and query the max logit m, Σexp(logit − m) and Σexp(logit − m)·v."""
+        b, n, d = x.shape
+        q = self.q(self.norm(x)).view(b, n, self.heads, d // self.heads).transpose(1, 2)
+        k, v = self.kv(self.context_norm(context)).view(b, context.shape[1], 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        logits = (q @ k.transpose(-1, -2)) * (d // self.heads) ** -0.5
+        m = logits.amax(-1, keepdim=True)
+        p = (logits - m).exp()
+        return {"m": m, "l": p.sum(-1, keepdim=True), "acc": p @ v}
+
+    def merge(self, x: torch.Tensor, parts: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """forward(x, concatenation of the chunks), from their partial() statistics."""
+        m = torch.stack([p["m"] for p in parts]).amax(0)
+        weights = [(p["m"] - m).exp() for p in parts]
+        l = sum(w * p["l"] for w, p in zip(weights, parts))
+        acc = sum(w * p["acc"] for w, p in zip(weights, parts))
+        return self.finish(x, acc / l)
 
 
 def half_rank(w: torch.Tensor) -> torch.Tensor:
@@ -112,23 +147,22 @@ class WeightTokenizer(nn.Module):
         angles = 2 * math.pi * position * freqs * n ** 0.5
         return torch.cat([angles.sin(), angles.cos()], dim=1)[:, : self.config.dim]
 
-    def forward(self, layers: list[LayerSpec], weights: list[torch.Tensor]) -> torch.Tensor:
-        """All tokens of all layers, (T, dim), in order: for each layer its rows, then its columns."""
+    def forward(self, spec: LayerSpec, w: torch.Tensor) -> torch.Tensor:
+        """One layer's tokens, (out + in, dim): its rows, then its columns."""
+        w = w.float()
+        if self.config.tokenize == "half":
+            w = half_rank(w)
+        tag = self.block.weight[spec.block] + self.module_type.weight[MODULE_TYPES.index(spec.module_type)]
         tokens = []
-        for spec, w in zip(layers, weights):
-            w = w.float()
-            if self.config.tokenize == "half":
-                w = half_rank(w)
-            tag = self.block.weight[spec.block] + self.module_type.weight[MODULE_TYPES.index(spec.module_type)]
-            for side, matrix in ((0, w), (1, w.T)):
-                if self.config.conditioning == "weights":
-                    content = self.project[str(matrix.shape[1])](matrix)
-                elif self.config.conditioning == "noise":  # a fixed random stand-in for W0 (ablation)
-                    g = torch.Generator().manual_seed(name_seed("noise-tokens", spec.name, side))
-                    content = self.project[str(matrix.shape[1])](torch.randn(matrix.shape, generator=g) * matrix.std())
-                else:  # "none": no weight content at all, only where the token is
-                    content = torch.zeros(matrix.shape[0], self.config.dim)
-                tokens.append(content + tag + self.side.weight[side] + self.index_code(matrix.shape[0]))
+        for side, matrix in ((0, w), (1, w.T)):
+            if self.config.conditioning == "weights":
+                content = self.project[str(matrix.shape[1])](matrix)
+            elif self.config.conditioning == "noise":  # a fixed random stand-in for W0 (ablation)
+                g = torch.Generator().manual_seed(name_seed("noise-tokens", spec.name, side))
+                content = self.project[str(matrix.shape[1])](torch.randn(matrix.shape, generator=g) * matrix.std())
+            else:  # "none": no weight content at all, only where the token is
+                content = torch.zeros(matrix.shape[0], self.config.dim)
+            tokens.append(content + tag + self.side.weight[side] + self.index_code(matrix.shape[0]))
         return torch.cat(tokens)
 
 
@@ -137,26 +171,35 @@ class Predictor(nn.Module):
 
     def __init__(self, config: HypernetConfig, n_sides: int):
         super().__init__()
-        d = config.dim
+        d, f = config.dim, config.features
         self.rank = config.rank
+        self.checkpointing = config.gradient_checkpointing
         self.queries = nn.Parameter(torch.randn(config.queries, d) * 0.02)
         self.compress = Attention(d, config.heads, cross=True)
-        self.features = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+        self.features = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, f))
         self.side_queries = nn.Parameter(torch.randn(n_sides, d) * 0.02)
         self.text = nn.Linear(config.text_dim, d)
         self.fusion = nn.ModuleList(Attention(d, config.heads) for _ in range(config.fusion_layers))
         self.readout = Attention(d, config.heads, cross=True)
-        self.mixing = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d * config.rank))
+        self.mixing = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, f * config.rank))
         self.use_weights = config.conditioning != "none"
 
-    def encode(self, tokens: torch.Tensor, sides: list[slice]) -> dict[str, torch.Tensor]:
-        """The prompt-independent part: latents (queries, dim), token features (T, dim) and one
-        query per layer side (sides, dim) = learned query + mean of that side's tokens."""
+    def encode_layer(self, tokens: torch.Tensor, rows: int) -> dict[str, torch.Tensor]:
+        """One layer's share of the prompt-independent encoding: its token features (T, f), the
+        means of its row and column tokens (2, dim), and the queries' attention to its tokens."""
+        part = {"features": self.features(tokens), "sides": torch.stack([tokens[:rows].mean(0), tokens[rows:].mean(0)])}
+        if self.use_weights:
+            part.update(self.compress.partial(self.queries.unsqueeze(0), tokens.unsqueeze(0)))
+        return part
+
+    def encode(self, parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Merge the layers' parts: latents (queries, dim) = the queries cross-attending to all weight
+        tokens, features (T, f), one query per layer side (sides, dim) = learned + that side's mean."""
         latents = self.queries.unsqueeze(0)
         if self.use_weights:
-            latents = self.compress(latents, tokens.unsqueeze(0))
-        side_queries = self.side_queries + torch.stack([tokens[s].mean(0) for s in sides])
-        return {"latents": latents.squeeze(0), "features": self.features(tokens), "side_queries": side_queries}
+            latents = self.compress.merge(latents, parts)
+        return {"latents": latents.squeeze(0), "features": torch.cat([p["features"] for p in parts]),
+                "side_queries": self.side_queries + torch.cat([p["sides"] for p in parts])}
 
     def forward(self, encoded: dict[str, torch.Tensor], sides: list[slice], text: torch.Tensor,
                 text_mask: torch.Tensor) -> list[torch.Tensor]:
@@ -166,12 +209,15 @@ class Predictor(nn.Module):
         x = torch.cat([latents.unsqueeze(0).expand(batch, -1, -1), self.text(text)], dim=1)
         mask = torch.cat([torch.ones(batch, latents.shape[0], dtype=torch.bool, device=text.device), text_mask], dim=1)
         for layer in self.fusion:
-            x = layer(x, mask=mask)
+            if self.checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(layer, x, None, mask, use_reentrant=False)
+            else:
+                x = layer(x, mask=mask)
         queries = encoded["side_queries"].unsqueeze(0).expand(batch, -1, -1)
         context = self.readout(queries, context=x, mask=mask)  # (batch, sides, dim)
         mixing = self.mixing(context).view(batch, len(sides), -1, self.rank)
         features = encoded["features"]
-        return [torch.einsum("td,bdr->btr", features[s], mixing[:, k]) for k, s in enumerate(sides)]
+        return [torch.einsum("tf,bfr->btr", features[s], mixing[:, k]) for k, s in enumerate(sides)]
 
 
 class Hypernetwork(nn.Module):
@@ -186,6 +232,7 @@ class Hypernetwork(nn.Module):
         groups = sorted({spec.block for spec in layers}) if config.design == "ensemble" else [None]
         self.groups = groups
         self.predictors = nn.ModuleList(Predictor(config, 2 * len(members)) for members in self.token_groups())
+        self.predictor_of = {i: k for k, members in enumerate(self.token_groups()) for i in members}
         # per-layer output scale: the network predicts factors in units of the library's typical size
         self.register_buffer("scale_b", torch.ones(len(layers)))
         self.register_buffer("scale_a", torch.ones(len(layers)))
@@ -204,17 +251,28 @@ class Hypernetwork(nn.Module):
             offset += spec.out_features + spec.in_features
         return out
 
-    def encode_weights(self, weights: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """The prompt-independent part, per predictor. Cache it per base (generate does)."""
-        cache = []
-        for predictor, members in zip(self.predictors, self.token_groups()):
-            tokens = self.tokenizer([self.layers[i] for i in members], [weights[i] for i in members])
-            cache.append(predictor.encode(tokens, self.sides(members)))
-        return cache
+    def encode_layer(self, i: int, w: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Layer i's part of the weight encoding (see Predictor.encode_layer), from its W0 alone."""
+        spec = self.layers[i]
+        return self.predictors[self.predictor_of[i]].encode_layer(self.tokenizer(spec, w), spec.out_features)
 
-    def forward(self, encoded: list[dict[str, torch.Tensor]], text: torch.Tensor,
+    def encode_parts(self, parts: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+        """Merge every layer's part (in layer order) into the encoding, one entry per predictor."""
+        return [predictor.encode([parts[i] for i in members])
+                for predictor, members in zip(self.predictors, self.token_groups())]
+
+    def encode_weights(self, weights: Iterable[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The prompt-independent part, per predictor, reading W0 one layer at a time (`weights` may
+        be a generator). Cache it per base (generate does)."""
+        return self.encode_parts([self.encode_layer(i, w) for i, w in enumerate(weights)])
+
+    def forward(self, encoded: list[dict[str, torch.Tensor]] | list[torch.Tensor], text: torch.Tensor,
                 text_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer (B (batch, out, r), A (batch, r, in)) for a batch of prompt embeddings."""
+        """Per layer (B (batch, out, r), A (batch, r, in)) for a batch of prompt embeddings, from
+        the cached weight encoding, or from the W0 list itself (training: encoded in this forward,
+        so a sharded network gathers its parameters for the whole pass)."""
+        if not isinstance(encoded[0], dict):
+            encoded = self.encode_weights(encoded)
         factors: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
         for predictor, members, cached in zip(self.predictors, self.token_groups(), encoded):
             out = predictor(cached, self.sides(members), text, text_mask)

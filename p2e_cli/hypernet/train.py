@@ -18,7 +18,8 @@ from .. import console
 from ..errors import P2EError
 from ..registry import Record, Registry
 from ..schemas import HypernetRecipe
-from ..training import cosine_lr, make_accelerator, name_seed, stop_at_step_boundary
+from ..training import (cosine_lr, full_state, load_optimizer_state, make_accelerator, name_seed, shard_fsdp,
+                        stop_at_step_boundary)
 from .library import Example
 from .model import MODULE_TYPES, HypernetConfig, Hypernetwork, LayerSpec
 
@@ -58,7 +59,8 @@ def build_network(cfg: HypernetRecipe, layers: list[LayerSpec], rank: int, text_
     m = cfg.model
     config = HypernetConfig(dim=m.dim, heads=m.heads, queries=m.queries, fusion_layers=m.fusion_layers, rank=rank,
                             text_dim=text_dim, max_blocks=max(64, max(s.block for s in layers) + 1), tokenize=m.tokenize,
-                            conditioning=m.conditioning, design=m.design)
+                            conditioning=m.conditioning, design=m.design, feature_dim=m.feature_dim,
+                            gradient_checkpointing=m.gradient_checkpointing)
     if m.dim % m.heads:
         raise P2EError(f"model.dim {m.dim} is not a multiple of model.heads {m.heads}")
     torch.manual_seed(cfg.seed)
@@ -86,17 +88,16 @@ class Texts:
 
 
 @torch.no_grad()
-def evaluate(net: Hypernetwork, weights: list[torch.Tensor], texts: Texts, examples: list[Example],
-             pairs: list[tuple[int, str]], batch: int = 64) -> float | None:
-    """Mean ΔW NMSE over (example, prompt) pairs, or None when there are none."""
+def evaluate(predict, weights: list[torch.Tensor], examples: list[Example], pairs: list[tuple[int, str]],
+             batch: int = 64) -> float | None:
+    """Mean ΔW NMSE over (example, prompt) pairs, or None when there are none; predict(W0, prompts)
+    is the network's forward pass (W0 encoded once per chunk of prompts)."""
     if not pairs:
         return None
-    encoded = net.encode_weights(weights)
     total = 0.0
     for start in range(0, len(pairs), batch):
         chunk = pairs[start:start + batch]
-        embeds, mask = texts([p for _, p in chunk])
-        pred = net(encoded, embeds, mask)
+        pred = predict(weights, [p for _, p in chunk])
         total += float(delta_nmse(pred, stack_targets(examples, [e for e, _ in chunk])).sum())
     return total / len(pairs)
 
@@ -122,27 +123,41 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
     rank = examples[0].factors[0][0].shape[1]
     net = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train])
 
-    accelerator = make_accelerator()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    accelerator = make_accelerator(cfg.mixed_precision)
+    rank_, world = accelerator.process_index, accelerator.num_processes
+    sharded = cfg.sharding == "fsdp" and world > 1
     meta: dict[str, Any] = {"step": 0, "history": []}
     if resume is not None:
         net.load_state_dict(resume["tensors"])
-        optimizer.load_state_dict(resume["optimizer"])
         meta = resume["meta"]
-    net, optimizer = accelerator.prepare(net, optimizer)
-    model = accelerator.unwrap_model(net)
-    rank_, world = accelerator.process_index, accelerator.num_processes
+    if sharded:  # FSDP2: one shard unit per fusion layer (the bulk of a large network), the rest in the root
+        net = shard_fsdp(net, [layer for predictor in net.predictors for layer in predictor.fusion])
+        optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        net, optimizer = accelerator.prepare(net, optimizer)
+    if resume is not None:
+        load_optimizer_state(net, optimizer, resume["optimizer"], sharded)
+    model = net if sharded else accelerator.unwrap_model(net)
+
+    def predict(source, prompts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        embeds, mask = texts(prompts)
+        with accelerator.autocast():
+            pred = net(source, embeds, mask)
+        return [(b.float(), a.float()) for b, a in pred]
 
     def save(step: int) -> None:
+        if checkpoint is None and not sharded:
+            return
+        tensors, optimizer_state = full_state(net if sharded else model, optimizer, sharded)  # every process (FSDP)
         if checkpoint is not None and accelerator.is_main_process:
-            checkpoint({k: v.detach().contiguous() for k, v in model.state_dict().items()}, optimizer.state_dict(),
-                       {**meta, "step": step})
+            checkpoint(tensors, optimizer_state, {**meta, "step": step})
 
     def measure(step: int, loss: float | None) -> None:
         model.eval()
-        row = {"step": step, "loss": loss, "heldout_nmse": evaluate(model, weights, texts, examples, heldout_pairs),
-               "unseen_prompt_nmse": evaluate(model, weights, texts, examples, unseen_pairs),
-               "train_nmse": evaluate(model, weights, texts, examples, pairs[:: max(1, len(pairs) // 64)])}
+        row = {"step": step, "loss": loss, "heldout_nmse": evaluate(predict, weights, examples, heldout_pairs),
+               "unseen_prompt_nmse": evaluate(predict, weights, examples, unseen_pairs),
+               "train_nmse": evaluate(predict, weights, examples, pairs[:: max(1, len(pairs) // 64)])}
         model.train()
         meta["history"].append(row)
         console.info("step {step}: train ΔW nmse {t:.4f}, unseen paraphrases {u}, held-out effects {h}".format(
@@ -156,12 +171,13 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
                 group["lr"] = cosine_lr(step, cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps)
             g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
             batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()][rank_::world]
-            embeds, mask = texts([p for _, p in batch])
-            encoded = model.encode_weights(weights)
-            pred = net(encoded, embeds, mask)
+            pred = predict(weights, [p for _, p in batch])
             loss = hypernet_loss(model, pred, stack_targets(examples, [e for e, _ in batch]), cfg)
             accelerator.backward(loss)
-            accelerator.clip_grad_norm_(net.parameters(), 1.0)
+            if sharded:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            else:
+                accelerator.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             done = step + 1
@@ -175,6 +191,11 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
                 raise KeyboardInterrupt
             if done % cfg.checkpoint_every == 0 and done < cfg.steps:
                 save(done)
+    if sharded:  # the main process gets the whole network back (every process takes part in gathering it)
+        tensors, _ = full_state(net, optimizer, sharded)
+        if accelerator.is_main_process:
+            model = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train])
+            model.load_state_dict(tensors)
     return model.eval(), meta
 
 
@@ -182,9 +203,10 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record:
+def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record | None:
     """`p2e train hypernet`: gather the library, train with checkpoints on a run record, and
-    register the result as a `hypernet` record (weights file, recipe, library, metrics)."""
+    register the result as a `hypernet` record (weights file, recipe, library, metrics). Under
+    `accelerate launch` only the main process registers and returns it; the others return None."""
     from ..canon import base_weights
     from ..recipes import parse_recipe
     from ..registry import open_registry
@@ -223,7 +245,7 @@ def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record:
                                run, load_checkpoint(reg, run, ["hypernet"]) if resume else None, checkpoint)
     if not state.is_main_process:
         state.wait_for_everyone()
-        return run
+        return None
     train = [e for e in examples if e.split == "train"]
     final = meta["history"][-1] if meta["history"] else {}
     with reg.artifact(".safetensors") as pending:

@@ -41,3 +41,33 @@ def test_prompt_changes_the_output_and_padding_does_not():
     padded = text.clone()
     padded[0, 3:] = 100.0  # masked positions must not matter
     torch.testing.assert_close(net(encoded, padded, mask)[0][0][0], b[0])
+
+
+@pytest.mark.parametrize("design", ["unified", "ensemble"])
+def test_streamed_encoding_equals_attention_over_all_weight_tokens_at_once(design):
+    """Layer-by-layer encoding (online-softmax partials, merged) is the same computation as the
+    queries cross-attending to every weight token in one softmax."""
+    torch.manual_seed(0)
+    net = Hypernetwork(HypernetConfig(dim=16, heads=2, queries=8, fusion_layers=1, rank=3, text_dim=12, design=design), LAYERS)
+    w = weights()
+    encoded = net.encode_weights(iter(w))  # a generator is enough: one layer at a time
+    for predictor, members, got in zip(net.predictors, net.token_groups(), encoded):
+        tokens = torch.cat([net.tokenizer(LAYERS[i], w[i]) for i in members])
+        torch.testing.assert_close(got["latents"], predictor.compress(predictor.queries.unsqueeze(0), tokens.unsqueeze(0))[0])
+        torch.testing.assert_close(got["features"], predictor.features(tokens))
+
+
+def test_narrow_features_and_gradient_checkpointing():
+    """feature_dim < dim shrinks the cached per-token features; checkpointing the fusion layers
+    recomputes them in backward and gives the same gradients."""
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        net = Hypernetwork(HypernetConfig(dim=16, heads=2, queries=8, fusion_layers=2, rank=3, text_dim=12, feature_dim=4,
+                                          gradient_checkpointing=checkpointing), LAYERS)
+        encoded = net.encode_weights(weights())
+        assert encoded[0]["features"].shape == (sum(s.out_features + s.in_features for s in LAYERS), 4)
+        factors = net(encoded, torch.randn(2, 5, 12, generator=torch.Generator().manual_seed(1)), torch.ones(2, 5, dtype=torch.bool))
+        sum(b.pow(2).sum() + a.pow(2).sum() for b, a in factors).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in net.predictors[0].fusion.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])

@@ -8,6 +8,7 @@ from p2e_cli.lora_training import train_group
 from p2e_cli.recipes import load_recipe
 from p2e_cli.registry import open_registry
 from p2e_cli.wan import base_settings, layer_table, load_pipeline
+from tests.wan_helpers import accelerate_launch
 
 OVERRIDES = ["steps=4", "batch_size=2", "clips_per_effect=3", "val_clips=1", "validate_every=2",
              "checkpoint_every=2", "rank=2", "alpha=2.0", "base=micro"]
@@ -92,23 +93,11 @@ def test_train_lora_cli_registers_a_reference_lora_with_lineage(cli, micro_base,
 def test_two_process_accelerate_launch_trains_the_same_lora_as_one_process(cli, micro_base, home):
     """`accelerate launch` (2 processes, gloo on CPU) splits each step's batch over the processes
     and averages gradients: the LoRA equals the single-process one up to float rounding."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
     from p2e_cli.lora_io import read_lora
 
     overrides = [f"--set={o}" for o in OVERRIDES]
     assert cli("train", "lora", "melt", "--name", "single", *overrides).code == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launched = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-         "-m", "p2e_cli", "train", "lora", "melt", "--name", "double", *overrides],
-        env={**os.environ, "P2E_HOME": str(home), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    launched = accelerate_launch(home, "train", "lora", "melt", "--name", "double", *overrides)
     assert launched.returncode == 0, launched.stderr[-3000:]
     reg = open_registry()
     double = reg.find("lora", "double")
