@@ -96,16 +96,14 @@ def random_hypernet(base, path: Path) -> Path:
     """recipes/base.yaml's network for `base`, randomly initialised, saved like a trained one."""
     import torch
 
-    from p2e_cli.hypernet.model import MODULE_TYPES, HypernetConfig, Hypernetwork, LayerSpec
+    from p2e_cli.hypernet.model import MODULE_TYPES, Hypernetwork, layer_specs
     from p2e_cli.hypernet.store import save_hypernet
+    from p2e_cli.hypernet.train import network_config
     from p2e_cli.recipes import load_recipe
     from p2e_cli.wan import base_config, layer_table
 
-    m = load_recipe("base", []).model
-    table = layer_table(base_config(base), MODULE_TYPES)
-    net = Hypernetwork(HypernetConfig(dim=m.dim, heads=m.heads, queries=m.queries, fusion_layers=m.fusion_layers, rank=8,
-                                      text_dim=384), [LayerSpec(l.name, l.module_type, l.block, l.out_features, l.in_features)
-                                                      for l in table])
+    layers = layer_specs(layer_table(base_config(base), MODULE_TYPES))
+    net = Hypernetwork(network_config(load_recipe("base", []).model, layers, rank=8, text_dim=384), layers)
     return save_hypernet(path, net, text_encoder="minilm", layer_table=base.data["layer_table"], target="canonical",
                          library=[("melt", "melting into liquid")], library_embeddings=torch.randn(1, 384),
                          dtype=torch.float16)

@@ -129,6 +129,11 @@ def half_rank(w: torch.Tensor) -> torch.Tensor:
     return (u[:, :k] * s[:k]) @ vh[:k]
 
 
+def layer_specs(table) -> list[LayerSpec]:
+    """LayerSpecs of a layer table (wan.layer_table rows, or anything with the same fields)."""
+    return [LayerSpec(l.name, l.module_type, l.block, l.out_features, l.in_features) for l in table]
+
+
 class WeightTokenizer(nn.Module):
     """Rows and columns of each W0 → tokens of width `dim`, tagged with where they come from."""
 
@@ -149,7 +154,7 @@ class WeightTokenizer(nn.Module):
 
     def forward(self, spec: LayerSpec, w: torch.Tensor) -> torch.Tensor:
         """One layer's tokens, (out + in, dim): its rows, then its columns."""
-        w = w.float()
+        w = w.to(device=self.block.weight.device, dtype=torch.float32)
         if self.config.tokenize == "half":
             w = half_rank(w)
         tag = self.block.weight[spec.block] + self.module_type.weight[MODULE_TYPES.index(spec.module_type)]
@@ -263,7 +268,11 @@ class Hypernetwork(nn.Module):
 
     def encode_weights(self, weights: Iterable[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """The prompt-independent part, per predictor, reading W0 one layer at a time (`weights` may
-        be a generator). Cache it per base (generate does)."""
+        be a generator). Cache it per base (generate does). With gradient checkpointing, training
+        keeps only each layer's part and recomputes its tokens in backward (memory of one layer)."""
+        if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return self.encode_parts([torch.utils.checkpoint.checkpoint(self.encode_layer, i, w, use_reentrant=False)
+                                      for i, w in enumerate(weights)])
         return self.encode_parts([self.encode_layer(i, w) for i, w in enumerate(weights)])
 
     def forward(self, encoded: list[dict[str, torch.Tensor]] | list[torch.Tensor], text: torch.Tensor,

@@ -69,6 +69,49 @@ def load_hypernet(path: Path) -> tuple[Hypernetwork, dict[str, Any], torch.Tenso
     return net.eval(), meta, embeddings
 
 
+def encode_base(net: Hypernetwork, transformer_dir: Path, names: list[str], cache: Path | None = None) -> list[dict[str, torch.Tensor]]:
+    """The prompt-independent weight encoding of a base, reading its safetensors one adapted layer
+    at a time (a 14B base never sits in memory). With `cache`, the result is stored there, and each
+    layer's part is kept in `<cache>.parts/` until the end, so an interrupted encoding resumes
+    from the layers already done."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from .. import console
+    from ..canon import base_weights
+    from ..files import atomic_write
+
+    def store(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+
+    if cache is not None and cache.is_file():
+        flat = load_file(str(cache))
+        return [{k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(f"{i}.")} for i in range(len(net.predictors))]
+    parts_dir = cache.with_suffix(".parts") if cache is not None else None
+    parts = []
+    with torch.no_grad(), console.progress("encode base weights", total=len(names)) as advance:
+        for i, name in enumerate(names):
+            part_file = parts_dir / f"{i:05d}.safetensors" if parts_dir is not None else None
+            if part_file is not None and part_file.is_file():
+                parts.append(load_file(str(part_file)))
+            else:
+                [(_, w)] = base_weights(transformer_dir, [f"{name}.weight"])
+                parts.append(net.encode_layer(i, w))
+                del w
+                if part_file is not None:
+                    store(part_file, parts[-1])
+            advance()
+        encoded = net.encode_parts(parts)
+    del parts
+    if cache is not None:
+        store(cache, {f"{i}.{k}": v for i, part in enumerate(encoded) for k, v in part.items()})
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    return encoded
+
+
 class Generator:
     """A hypernetwork bound to one base: prompts -> canonical LoRA factors per layer."""
 
@@ -87,30 +130,16 @@ class Generator:
         self.encoded = self._encoded(base_path(base) / "transformer", cache_dir)
 
     def _encoded(self, transformer_dir: Path, cache_dir: Path | None) -> list[dict[str, torch.Tensor]]:
-        from safetensors.torch import load_file, save_file
-
-        from ..canon import base_weight_files, base_weights
-        from ..files import atomic_write
+        from ..canon import base_weight_files
 
         cache = None
         if cache_dir is not None:
-            files = sorted({str(p) for p in base_weight_files(transformer_dir).values()})
-            key = "|".join([sha256_file(self.path)] + [f"{f}:{Path(f).stat().st_size}:{Path(f).stat().st_mtime_ns}" for f in files])
             import hashlib
 
+            files = sorted({str(p) for p in base_weight_files(transformer_dir).values()})
+            key = "|".join([sha256_file(self.path)] + [f"{f}:{Path(f).stat().st_size}:{Path(f).stat().st_mtime_ns}" for f in files])
             cache = cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
-            if cache.is_file():
-                flat = load_file(str(cache))
-                return [{k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(f"{i}.")}
-                        for i in range(len(self.net.predictors))]
-        weights = [w for _, w in base_weights(transformer_dir, [f"{n}.weight" for n in self.names])]
-        with torch.no_grad():
-            encoded = self.net.encode_weights(weights)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_write(cache) as tmp:
-                save_file({f"{i}.{k}": v.contiguous() for i, part in enumerate(encoded) for k, v in part.items()}, str(tmp))
-        return encoded
+        return encode_base(self.net, transformer_dir, self.names, cache)
 
     @property
     def text(self):

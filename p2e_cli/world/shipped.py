@@ -48,7 +48,76 @@ def install_shipped(reg: Registry, name: str = "tiny") -> Record | None:
     existing = reg.find("base", name)
     if existing is not None:
         return existing
-    return reg.add("base", name=name, data={**describe_base(path), "shipped": True})
+    base = reg.add("base", name=name, data={**describe_base(path), "shipped": True})
+    install_shipped_library(reg, base)
+    return base
+
+
+LIBRARY_FILE = "library.safetensors"
+LIBRARY_KEY = "p2e.library"
+
+
+def pack_library(reg: Registry, base: Record, path: Path) -> Path:
+    """Write the canonical reference library of `base` as one fp16 file (for shipping beside a
+    world): tensors EFFECT/LAYER.B (out×r) and EFFECT/LAYER.A (r×in) with ΔW = B·A, and metadata
+    p2e.library = {effect: {prompt, val_loss, run}}. Its reference LoRAs are registered from it
+    when the world is (install_shipped_library), so `p2e eval` works on a fresh install."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from ..files import atomic_write
+    from ..hypernet.library import canonical_library
+
+    names, examples = canonical_library(reg, base)
+    tensors, meta = {}, {}
+    for e in examples:
+        for name, (b, a) in zip(names, e.factors):
+            tensors[f"{e.effect}/{name}.B"] = b.to(torch.float16).contiguous()
+            tensors[f"{e.effect}/{name}.A"] = a.to(torch.float16).contiguous()
+        source = reg.get(reg.get(e.record).data["canonical_of"])
+        meta[e.effect] = {"prompt": source.data.get("prompt"), "val_loss": source.data.get("val_loss"),
+                          "run": source.data.get("run")}
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata={LIBRARY_KEY: json.dumps(meta)})
+    return path
+
+
+def install_shipped_library(reg: Registry, base: Record) -> list[Record]:
+    """Register the library shipped beside a shipped world as reference LoRAs on `base` (effects
+    that already have one are left alone). The factors are canonical (alpha = rank); `p2e canon
+    --all` then makes their canonical records in seconds."""
+    import json
+
+    from safetensors import safe_open
+
+    from ..lora_io import LoraLayer, write_lora
+
+    source = shipped_world(base.name) if base.data.get("shipped") and base.name else None
+    if source is None or not (source / LIBRARY_FILE).is_file():
+        return []
+    have = {r.data.get("effect") for r in reg.ls("lora", "reference") if r.data.get("base") in (base.id, base.name)}
+    added = []
+    with safe_open(str(source / LIBRARY_FILE), framework="pt") as f:
+        meta = json.loads((f.metadata() or {})[LIBRARY_KEY])
+        keys = sorted(f.keys())
+        for effect, info in meta.items():
+            if effect in have:
+                continue
+            layers = {}
+            for key in (k for k in keys if k.startswith(f"{effect}/") and k.endswith(".B")):
+                name = key[len(effect) + 1:-2]
+                b, a = f.get_tensor(key).float(), f.get_tensor(f"{effect}/{name}.A").float()
+                layers[name] = LoraLayer(a, b, float(b.shape[1]))
+            rank = next(iter(layers.values())).rank
+            with reg.artifact(".safetensors") as artifact:
+                write_lora(artifact.path, layers, kind="reference", base=base, prompt=info["prompt"],
+                           title=f"{effect} (reference, shipped)")
+            added.append(reg.add("lora", subkind="reference", parents=[base.id], files={"lora": artifact.ref}, data={
+                "effect": effect, "prompt": info["prompt"], "base": base.id, "layer_table": base.data.get("layer_table"),
+                "rank": rank, "alpha": float(rank), "val_loss": info["val_loss"], "shipped": True}))
+    return added
 
 
 def install_shipped_hypernet(reg: Registry, base: Record) -> Record | None:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from p2e_cli.hypernet.model import HypernetConfig, Hypernetwork, LayerSpec
+from p2e_cli.hypernet.model import HypernetConfig, Hypernetwork, layer_specs
 from p2e_cli.hypernet.store import save_hypernet
 from p2e_cli.lora_io import LoraLayer, write_lora
 from p2e_cli.wan import base_config, layer_table
@@ -13,7 +13,7 @@ from p2e_cli.wan import base_config, layer_table
 def hypernet(micro_base, tmp_path):
     table = layer_table(base_config(micro_base))
     net = Hypernetwork(HypernetConfig(dim=16, heads=2, queries=4, fusion_layers=1, rank=2, text_dim=384),
-                       [LayerSpec(l.name, l.module_type, l.block, l.out_features, l.in_features) for l in table])
+                       layer_specs(table))
     return save_hypernet(tmp_path / "h.safetensors", net, text_encoder="minilm", layer_table=micro_base.data["layer_table"],
                          target="canonical", library=[], library_embeddings=torch.zeros(0, 384))
 

@@ -58,8 +58,8 @@ def test_streamed_encoding_equals_attention_over_all_weight_tokens_at_once(desig
 
 
 def test_narrow_features_and_gradient_checkpointing():
-    """feature_dim < dim shrinks the cached per-token features; checkpointing the fusion layers
-    recomputes them in backward and gives the same gradients."""
+    """feature_dim < dim shrinks the cached per-token features; gradient checkpointing (each
+    layer's weight encoding and each fusion layer recomputed in backward) gives the same gradients."""
     grads = []
     for checkpointing in (False, True):
         torch.manual_seed(0)
@@ -69,5 +69,40 @@ def test_narrow_features_and_gradient_checkpointing():
         assert encoded[0]["features"].shape == (sum(s.out_features + s.in_features for s in LAYERS), 4)
         factors = net(encoded, torch.randn(2, 5, 12, generator=torch.Generator().manual_seed(1)), torch.ones(2, 5, dtype=torch.bool))
         sum(b.pow(2).sum() + a.pow(2).sum() for b, a in factors).backward()
-        grads.append(torch.cat([p.grad.flatten() for p in net.predictors[0].fusion.parameters()]))
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_base_encoding_streams_from_safetensors_and_resumes_after_an_interruption(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    import p2e_cli.canon
+    from p2e_cli.hypernet.store import encode_base
+
+    torch.manual_seed(0)
+    net = Hypernetwork(HypernetConfig(dim=16, heads=2, queries=8, fusion_layers=1, rank=3, text_dim=12), LAYERS)
+    w = weights()
+    save_file({f"{s.name}.weight": x for s, x in zip(LAYERS, w)}, str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    names = [s.name for s in LAYERS]
+    cache = tmp_path / "cache" / "enc.safetensors"
+    real, read = p2e_cli.canon.base_weights, []
+
+    def failing_after_two(folder, wanted, device="cpu"):
+        if len(read) == 2:
+            raise KeyboardInterrupt
+        read.extend(wanted)
+        return real(folder, wanted, device)
+
+    monkeypatch.setattr(p2e_cli.canon, "base_weights", failing_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        encode_base(net, tmp_path, names, cache)
+    assert not cache.exists() and len(list(cache.with_suffix(".parts").iterdir())) == 2
+    monkeypatch.setattr(p2e_cli.canon, "base_weights", lambda folder, wanted, device="cpu": (read.extend(wanted), real(folder, wanted))[1])
+    encoded = encode_base(net, tmp_path, names, cache)
+    assert read == [f"{n}.weight" for n in names]  # each layer read once over both attempts
+    assert cache.is_file() and not cache.with_suffix(".parts").exists()
+    with torch.no_grad():
+        direct = net.encode_weights(w)
+    for got, want in zip([encoded, encode_base(net, tmp_path, names, cache)], [direct, direct]):
+        for key in want[0]:
+            torch.testing.assert_close(got[0][key], want[0][key])

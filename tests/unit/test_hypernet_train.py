@@ -130,7 +130,7 @@ def test_generate_uses_the_hypernet_shipped_beside_a_shipped_world(cli, micro_wo
     """A fresh install: the base and its hypernetwork come from package data, registered on first use."""
     import shutil
 
-    from p2e_cli.hypernet.model import HypernetConfig, Hypernetwork, LayerSpec
+    from p2e_cli.hypernet.model import HypernetConfig, Hypernetwork, layer_specs
     from p2e_cli.hypernet.store import save_hypernet
     from p2e_cli.lora_io import read_lora
     from p2e_cli.wan import layer_table_hash
@@ -141,7 +141,7 @@ def test_generate_uses_the_hypernet_shipped_beside_a_shipped_world(cli, micro_wo
         (shutil.copytree if (micro_world / part).is_dir() else shutil.copy)(micro_world / part, shipped / part)
     table = layer_table(base_config(micro_world))
     net = Hypernetwork(HypernetConfig(dim=16, heads=2, queries=4, fusion_layers=1, rank=2, text_dim=384),
-                       [LayerSpec(l.name, l.module_type, l.block, l.out_features, l.in_features) for l in table])
+                       layer_specs(table))
     save_hypernet(shipped / "hypernet.safetensors", net, text_encoder="minilm", layer_table=layer_table_hash(table),
                   target="canonical", library=[("melt", "melting into liquid")], library_embeddings=torch.randn(1, 384),
                   dtype=torch.float16)
@@ -154,3 +154,35 @@ def test_generate_uses_the_hypernet_shipped_beside_a_shipped_world(cli, micro_wo
     assert hypernet.name == "micro" and hypernet.data["shipped"] and result.json()[0]["nearest"][0]["effect"] == "melt"
     assert read_lora(out).ranks == [2] and read_lora(out).p2e("kind") == "predicted"
     assert cli("generate", "spinning", "--base", "micro", "--no-register").code == 0 and len(reg.ls("hypernet")) == 1
+
+
+def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, library, micro_world, home, monkeypatch, tmp_path):
+    """pack_library (fp16, one file) -> a fresh install registers every effect's reference LoRA with
+    the base, and `p2e canon --all` turns them back into the same canonical library."""
+    import shutil
+
+    from p2e_cli.registry import set_home
+    from p2e_cli.wan import resolve_base
+    from p2e_cli.world.shipped import LIBRARY_FILE, pack_library
+
+    reg, base = library
+    shipped = tmp_path / "worlds" / "micro"
+    shipped.mkdir(parents=True)
+    for part in ("transformer", "vae", "scheduler", "model_index.json", "p2e_base.json"):
+        (shutil.copytree if (micro_world / part).is_dir() else shutil.copy)(micro_world / part, shipped / part)
+    pack_library(reg, base, shipped / LIBRARY_FILE)
+    names, before = canonical_library(reg, base)
+    monkeypatch.setattr("p2e_cli.world.shipped.shipped_world", lambda name: shipped if name == "micro" else None)
+    monkeypatch.setenv("P2E_HOME", str(tmp_path / "fresh"))
+    set_home(None)
+    fresh = open_registry()
+    shipped_base = resolve_base("micro")
+    refs = fresh.ls("lora", "reference")
+    assert sorted(r.data["effect"] for r in refs) == ["hue-orange", "invert", "melt"]
+    assert all(r.data["shipped"] and r.data["base"] == shipped_base.id for r in refs)
+    assert cli("canon", "--all").code == 0
+    again_names, after = canonical_library(open_registry(), shipped_base)
+    assert again_names == names and [e.effect for e in after] == [e.effect for e in before]
+    for x, y in zip(before, after):
+        for (b1, a1), (b2, a2) in zip(x.factors, y.factors):
+            torch.testing.assert_close(b2 @ a2, b1 @ a1, atol=2e-3, rtol=2e-3)  # fp16 storage

@@ -6,17 +6,12 @@ import pytest
 from p2e_cli.errors import P2EError
 from p2e_cli.wan import (DEFAULT_TARGETS, MODULE_TYPES, REAL_WAN_SETTINGS, base_settings, check_base_dir, describe_base,
                          layer_table, layer_table_hash, load_pipeline, parameter_shapes, resolve_base)
+from p2e_cli.wan_shapes import REAL_CONFIGS, random_w0, real_layer_table
 from tests.wan_helpers import one_thread, tiny_base, tiny_pipeline  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# Wan2.1-I2V-14B-480P-Diffusers transformer/config.json
-WAN21_I2V_14B = {
-    "added_kv_proj_dim": 5120, "attention_head_dim": 128, "cross_attn_norm": True, "eps": 1e-06, "ffn_dim": 13824,
-    "freq_dim": 256, "image_dim": 1280, "in_channels": 36, "num_attention_heads": 40, "num_layers": 40,
-    "out_channels": 16, "patch_size": [1, 2, 2], "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 1024,
-    "text_dim": 4096,
-}
+WAN21_I2V_14B = REAL_CONFIGS["wan21-i2v-14b"]  # Wan2.1-I2V-14B-480P-Diffusers transformer/config.json
 
 
 def test_layer_table_of_a_14b_wan_is_pure_arithmetic():
@@ -63,6 +58,27 @@ def test_parameter_shapes_come_from_the_meta_device():
     shapes = parameter_shapes(WAN21_I2V_14B)  # a 14B model, no memory
     assert shapes["blocks.39.attn2.add_k_proj.weight"] == (5120, 5120)
     assert shapes["proj_out.weight"] == (64, 5120)
+
+
+@pytest.mark.parametrize("shape,n_layers", [("wan21-i2v-14b", 480), ("wan21-i2v-1.3b", 360), ("wan22-i2v-a14b", 400),
+                                            ("wan22-ti2v-5b", 300)])
+def test_real_shapes_match_the_diffusers_model_built_on_the_meta_device(shape, n_layers):
+    """Each real config's layer table (config arithmetic) names exactly the blocks' linears of the
+    WanTransformer3DModel diffusers builds from it, with their shapes; no weights are allocated."""
+    table = real_layer_table(shape, MODULE_TYPES)
+    shapes = parameter_shapes(REAL_CONFIGS[shape])
+    assert len(table) == n_layers
+    assert {f"{l.name}.weight": l.shape for l in table} == {
+        k: v for k, v in shapes.items() if k.startswith("blocks.") and k.endswith(".weight") and len(v) == 2}
+
+
+def test_random_w0_streams_one_layer_at_a_time():
+    table = real_layer_table("wan21-i2v-14b")
+    stream = random_w0(table, seed=1)
+    first = next(stream)
+    assert first.shape == table[0].shape and first.dtype.is_floating_point and 0.8 < float(first.float().std() * 5120 ** 0.5) < 1.2
+    assert next(stream).shape == table[1].shape  # made on demand: 14B parameters never exist at once
+    assert bool((next(random_w0(table, seed=1)) == first).all())  # seeded: the same W0 every time
 
 
 @pytest.mark.parametrize("family,experts", [("wan21", ["transformer"]), ("wan22", ["transformer", "transformer_2"])])
