@@ -71,3 +71,46 @@ def eval_(base: Optional[str] = typer.Argument(None, help="Base to evaluate (def
         console.out.print(f"  effects whose loss exceeds neutral       {report['effects_above_neutral']:.0%}")
 
     console.result(report, human)
+
+
+@app.command("ship")
+def ship(base: str = typer.Argument("tiny", help="The world's base (its registry name is the shipped folder's name)."),
+         library: bool = typer.Option(False, "--library", help="Pack the base's canonical reference library (fp16)."),
+         hypernet: Optional[str] = typer.Option(None, "--hypernet", help="Registry hypernet (id or name) to ship (fp16)."),
+         out: Optional[Path] = typer.Option(None, "-o", "--out", help="World folder to write into (default: the package's worlds/NAME).")) -> None:
+    """Write a world's trained parts beside it for shipping: library.safetensors, hypernet.safetensors.
+
+    A fresh install registers them with the world on first use (references, hypernet NAME).
+    Maintainers run this after building the library / training the hypernetwork, then commit.
+
+    Example: p2e world ship tiny --library --hypernet tiny-hypernet
+    """
+    import torch
+
+    from ..errors import P2EError
+    from ..hypernet.store import load_hypernet, save_hypernet
+    from ..registry import open_registry
+    from ..wan import resolve_base
+    from ..world.shipped import LIBRARY_FILE, pack_library, shipped_world
+
+    if not library and hypernet is None:
+        raise P2EError("nothing to ship", hint="pass --library and/or --hypernet ID")
+    reg = open_registry()
+    record = resolve_base(base)
+    folder = out or shipped_world(record.name or "")
+    if folder is None:
+        raise P2EError(f"base {record.name or record.id} is not a shipped world", hint="pass -o WORLD_FOLDER")
+    written = []
+    if library:
+        written.append(str(pack_library(reg, record, folder / LIBRARY_FILE)))
+    if hypernet is not None:
+        source = reg.get(hypernet, "hypernet")
+        if source.data.get("layer_table") != record.data.get("layer_table"):
+            raise P2EError(f"hypernet {source.label} was trained for another base than {record.name}")
+        net, meta, embeddings = load_hypernet(reg.path(source.files["weights"]))
+        written.append(str(save_hypernet(folder / "hypernet.safetensors", net, text_encoder=meta["text_encoder"],
+                                         layer_table=meta["layer_table"], target=meta["target"],
+                                         library=[tuple(x) for x in meta["library"]], library_embeddings=embeddings,
+                                         dtype=torch.float16, metrics=meta.get("metrics"))))
+    sizes = {path: Path(path).stat().st_size for path in written}
+    console.result({"written": sizes}, lambda: [console.info(f"wrote {p} ({n / 2**20:.1f} MiB)") for p, n in sizes.items()])

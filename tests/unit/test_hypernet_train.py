@@ -157,20 +157,22 @@ def test_generate_uses_the_hypernet_shipped_beside_a_shipped_world(cli, micro_wo
 
 
 def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, library, micro_world, home, monkeypatch, tmp_path):
-    """pack_library (fp16, one file) -> a fresh install registers every effect's reference LoRA with
+    """p2e world ship --library (fp16, one file) -> a fresh install registers every effect's reference LoRA with
     the base, and `p2e canon --all` turns them back into the same canonical library."""
     import shutil
 
     from p2e_cli.registry import set_home
     from p2e_cli.wan import resolve_base
-    from p2e_cli.world.shipped import LIBRARY_FILE, pack_library
+    from p2e_cli.world.shipped import LIBRARY_FILE
 
     reg, base = library
     shipped = tmp_path / "worlds" / "micro"
     shipped.mkdir(parents=True)
     for part in ("transformer", "vae", "scheduler", "model_index.json", "p2e_base.json"):
         (shutil.copytree if (micro_world / part).is_dir() else shutil.copy)(micro_world / part, shipped / part)
-    pack_library(reg, base, shipped / LIBRARY_FILE)
+    shipped_files = cli("world", "ship", "micro", "--library", "-o", shipped, "--json")
+    assert shipped_files.code == 0, shipped_files.stderr
+    assert list(shipped_files.json()["written"]) == [str(shipped / LIBRARY_FILE)]
     names, before = canonical_library(reg, base)
     monkeypatch.setattr("p2e_cli.world.shipped.shipped_world", lambda name: shipped if name == "micro" else None)
     monkeypatch.setenv("P2E_HOME", str(tmp_path / "fresh"))
