@@ -39,7 +39,11 @@ class EvalOptions:
 
 
 def references(reg: Registry, base: Record, effects: list[str]) -> dict[str, Record]:
-    """The newest reference LoRA of each effect trained for `base`."""
+    """The newest reference LoRA of each effect trained for `base` (a shipped world's library is
+    registered first, once)."""
+    from .world.shipped import install_shipped_library
+
+    install_shipped_library(reg, base)
     found: dict[str, Record] = {}
     for record in reg.ls("lora", "reference"):
         effect = record.data.get("effect")

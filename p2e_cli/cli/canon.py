@@ -103,6 +103,8 @@ def canon(loras: Optional[List[str]] = typer.Argument(None, metavar="LORA",
     adds nothing; a LoRA already canonical comes back bit-identical. The math runs in float64
     without forming ΔW; files are float32, so ΔW changes only by float32 rounding (~1e-7).
 
+    --all also registers the reference library shipped with a world (tiny), the first time.
+
     Example: p2e canon --all
     """
     from ..registry import open_registry
@@ -114,6 +116,10 @@ def canon(loras: Optional[List[str]] = typer.Argument(None, metavar="LORA",
         raise P2EError("give LoRAs or --all, not both")
     reg = open_registry()
     if all_:
+        from ..world.shipped import install_shipped_library
+
+        for base in reg.ls("base"):  # a shipped world's library joins the references on first need
+            install_shipped_library(reg, base)
         specs = [LoraSpec(f"lora:{r.id}") for r in reg.ls("lora", "reference") if canonical_child(reg, r) is None]
     else:
         specs = [parse_lora_spec(text) for text in loras]

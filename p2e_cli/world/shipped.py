@@ -48,9 +48,7 @@ def install_shipped(reg: Registry, name: str = "tiny") -> Record | None:
     existing = reg.find("base", name)
     if existing is not None:
         return existing
-    base = reg.add("base", name=name, data={**describe_base(path), "shipped": True})
-    install_shipped_library(reg, base)
-    return base
+    return reg.add("base", name=name, data={**describe_base(path), "shipped": True})
 
 
 LIBRARY_FILE = "library.safetensors"
@@ -61,7 +59,8 @@ def pack_library(reg: Registry, base: Record, path: Path) -> Path:
     """Write the canonical reference library of `base` as one fp16 file (for shipping beside a
     world): tensors EFFECT/LAYER.B (out×r) and EFFECT/LAYER.A (r×in) with ΔW = B·A, and metadata
     p2e.library = {effect: {prompt, val_loss, run}}. Its reference LoRAs are registered from it
-    when the world is (install_shipped_library), so `p2e eval` works on a fresh install."""
+    when first needed (install_shipped_library: `p2e canon --all`, `p2e eval`), so evaluation and
+    hypernetwork training work on a fresh install."""
     import json
 
     import torch
@@ -85,8 +84,8 @@ def pack_library(reg: Registry, base: Record, path: Path) -> Path:
 
 
 def install_shipped_library(reg: Registry, base: Record) -> list[Record]:
-    """Register the library shipped beside a shipped world as reference LoRAs on `base` (effects
-    that already have one are left alone). The factors are canonical (alpha = rank); `p2e canon
+    """Register the library shipped beside a shipped world as reference LoRAs on `base`, once
+    (effects that already have a reference on the base are left alone; a removed one comes back). The factors are canonical (alpha = rank); `p2e canon
     --all` then makes their canonical records in seconds."""
     import json
 

@@ -157,8 +157,8 @@ def test_generate_uses_the_hypernet_shipped_beside_a_shipped_world(cli, micro_wo
 
 
 def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, library, micro_world, home, monkeypatch, tmp_path):
-    """p2e world ship --library (fp16, one file) -> a fresh install registers every effect's reference LoRA with
-    the base, and `p2e canon --all` turns them back into the same canonical library."""
+    """p2e world ship --library (fp16, one file) -> on a fresh install `p2e canon --all` registers
+    every effect's reference LoRA with the base and turns them back into the same canonical library."""
     import shutil
 
     from p2e_cli.registry import set_home
@@ -177,12 +177,12 @@ def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, 
     monkeypatch.setattr("p2e_cli.world.shipped.shipped_world", lambda name: shipped if name == "micro" else None)
     monkeypatch.setenv("P2E_HOME", str(tmp_path / "fresh"))
     set_home(None)
-    fresh = open_registry()
     shipped_base = resolve_base("micro")
-    refs = fresh.ls("lora", "reference")
+    assert open_registry().ls("lora") == []  # registering the world alone imports nothing (first render stays fast)
+    assert cli("canon", "--all").code == 0
+    refs = open_registry().ls("lora", "reference")
     assert sorted(r.data["effect"] for r in refs) == ["hue-orange", "invert", "melt"]
     assert all(r.data["shipped"] and r.data["base"] == shipped_base.id for r in refs)
-    assert cli("canon", "--all").code == 0
     again_names, after = canonical_library(open_registry(), shipped_base)
     assert again_names == names and [e.effect for e in after] == [e.effect for e in before]
     for x, y in zip(before, after):
