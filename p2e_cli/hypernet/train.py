@@ -92,16 +92,16 @@ class Texts:
 
 
 @torch.no_grad()
-def evaluate(predict, weights: list[torch.Tensor], examples: list[Example], pairs: list[tuple[int, str]],
+def evaluate(predict, source, examples: list[Example], pairs: list[tuple[int, str]],
              batch: int = 64) -> float | None:
-    """Mean ΔW NMSE over (example, prompt) pairs, or None when there are none; predict(W0, prompts)
-    is the network's forward pass (W0 encoded once per chunk of prompts)."""
+    """Mean ΔW NMSE over (example, prompt) pairs, or None when there are none; predict(source,
+    prompts) is the network's forward pass from the W0 encoding (or W0 itself)."""
     if not pairs:
         return None
     total = 0.0
     for start in range(0, len(pairs), batch):
         chunk = pairs[start:start + batch]
-        pred = predict(weights, [p for _, p in chunk])
+        pred = predict(source, [p for _, p in chunk])
         total += float(delta_nmse(pred, stack_targets(examples, [e for e, _ in chunk])).sum())
     return total / len(pairs)
 
@@ -136,9 +136,8 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         meta = resume["meta"]
     if sharded:  # FSDP2: one shard unit per fusion layer (the bulk of a large network), the rest in the root
         net = shard_fsdp(net, [layer for predictor in net.predictors for layer in predictor.fusion])
-        optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    else:
-        optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    if not sharded:
         net, optimizer = accelerator.prepare(net, optimizer)
     if resume is not None:
         load_optimizer_state(net, optimizer, resume["optimizer"], sharded)
@@ -159,9 +158,13 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
 
     def measure(step: int, loss: float | None) -> None:
         model.eval()
-        row = {"step": step, "loss": loss, "heldout_nmse": evaluate(predict, weights, examples, heldout_pairs),
-               "unseen_prompt_nmse": evaluate(predict, weights, examples, unseen_pairs),
-               "train_nmse": evaluate(predict, weights, examples, pairs[:: max(1, len(pairs) // 64)])}
+        # W0 encoded once for all three measures; a sharded network gathers its parameters only
+        # inside forward, so it encodes W0 there, per chunk of prompts
+        with torch.no_grad(), accelerator.autocast():
+            source = weights if sharded else model.encode_weights(weights)
+        row = {"step": step, "loss": loss, "heldout_nmse": evaluate(predict, source, examples, heldout_pairs),
+               "unseen_prompt_nmse": evaluate(predict, source, examples, unseen_pairs),
+               "train_nmse": evaluate(predict, source, examples, pairs[:: max(1, len(pairs) // 64)])}
         model.train()
         meta["history"].append(row)
         console.info("step {step}: train ΔW nmse {t:.4f}, unseen paraphrases {u}, held-out effects {h}".format(

@@ -84,9 +84,10 @@ def pack_library(reg: Registry, base: Record, path: Path) -> Path:
 
 
 def install_shipped_library(reg: Registry, base: Record) -> list[Record]:
-    """Register the library shipped beside a shipped world as reference LoRAs on `base`, once
-    (effects that already have a reference on the base are left alone; a removed one comes back). The factors are canonical (alpha = rank); `p2e canon
-    --all` then makes their canonical records in seconds."""
+    """Register the library shipped beside a shipped world as reference LoRAs on `base`: effects
+    that already have a reference on the base are left alone (so a second call adds nothing, and a
+    removed one comes back). The factors are canonical (alpha = rank); `p2e canon --all` then
+    makes their canonical records in seconds."""
     import json
 
     from safetensors import safe_open
