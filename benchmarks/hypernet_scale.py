@@ -83,7 +83,7 @@ def measure(shape: str, blocks: int | None) -> dict:
             "w0_params": sum(s.out_features * s.in_features for s in full),
             "params": sum(p.numel() for p in net.parameters()), "params_paper": sum(p.numel() for p in paper.parameters()),
             "encode_s": encode_s * factor, "cache_bytes": cache * factor, "generate_ms": sorted(times)[2] * 1e3 * factor,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
 def main() -> None:
@@ -114,7 +114,7 @@ def main() -> None:
         label = f" (extrapolated from {r['measured_blocks']} of {r['blocks']} blocks; peak RSS of those)" if r["extrapolated"] else ""
         print(f"{r['shape']:16} {r['layers']:>6} {r['w0_params'] / 1e9:>9.2f}B {r['tokens'] / 1e6:>8.2f}M "
               f"{r['params'] / 1e6:>9.2f}M {r['params_paper'] / 1e9:>8.2f}B {r['encode_s']:>8.2f}s "
-              f"{r['cache_bytes'] / 2**30:>7.2f}GB {r['generate_ms']:>7.1f}ms {r['peak_rss_gb']:>7.2f}GB{label}")
+              f"{r['cache_bytes'] / 2**30:>6.2f}GiB {r['generate_ms']:>7.1f}ms {r['peak_rss_gib']:>6.2f}GiB{label}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 
