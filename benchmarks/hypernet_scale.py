@@ -55,7 +55,9 @@ def measure(shape: str, blocks: int | None) -> dict:
     n_blocks = max(s.block for s in full) + 1
     layers = [s for s in full if blocks is None or s.block < blocks]
     factor = n_blocks / (max(s.block for s in layers) + 1)
-    small = network_config(load_recipe("base", []).model, layers, rank=8, text_dim=384)
+    # base.yaml's feature_dim 512 is the tiny world's widest side; at real widths the cached
+    # features stay 128 wide (the rows in docs/results.md), else the cache grows 4x
+    small = network_config(load_recipe("base", ["model.feature_dim=128"]).model, layers, rank=8, text_dim=384)
     with torch.device("meta"):
         paper = Hypernetwork(network_config(load_recipe("wan21-i2v-14b", []).model, full, rank=32, text_dim=384), full)
     net = Hypernetwork(small, layers).eval()
@@ -101,8 +103,8 @@ def main() -> None:
 
     import torch
 
-    print(f"{torch.get_num_threads()} torch threads; default network = recipes/base.yaml (rank 8), "
-          "paper-size = recipes/wan21-i2v-14b.yaml (rank 32)")
+    print(f"{torch.get_num_threads()} torch threads; default network = recipes/base.yaml (rank 8, "
+          "feature_dim 128), paper-size = recipes/wan21-i2v-14b.yaml (rank 32)")
     rows = []
     for shape in args.shapes.split(","):
         blocks = None if args.full or shape != "wan21-i2v-14b" else args.blocks_14b

@@ -74,16 +74,47 @@ def progress(description: str, total: int | None = None) -> Iterator[Callable[..
     if mode.quiet or mode.json:
         yield lambda n=1, **fields: None
         return
+    if not err.is_terminal:  # a log file (nohup, CI): a plain line at most every LOG_EVERY seconds
+        yield _logged_progress(description, total)
+        return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(description, total=total, status="")
 
         def advance(n: int = 1, **fields: Any) -> None:
-            status = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+            status = _fields(fields)
             bar.update(task, advance=n, **({"status": status} if fields else {}))
 
         yield advance
+
+
+LOG_EVERY = 30.0
+
+
+def _fields(fields: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+
+
+def _logged_progress(description: str, total: int | None) -> Callable[..., None]:
+    """Progress for a non-terminal stderr: 'description n/total elapsed fields' lines, throttled,
+    plus the final one, so a long build's log shows how far it got and how fast."""
+    import time
+
+    start = last = time.monotonic()
+    done, latest = 0, {}
+
+    def advance(n: int = 1, **fields: Any) -> None:
+        nonlocal done, last
+        done += n
+        latest.update(fields)
+        now = time.monotonic()
+        if now - last >= LOG_EVERY or (total is not None and done >= total):
+            last = now
+            of = f"/{total}" if total is not None else ""
+            err.print(plain(f"{description} {done}{of}  {now - start:.0f} s  {_fields(latest)}".rstrip()), soft_wrap=True)
+
+    return advance
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:

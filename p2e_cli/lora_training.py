@@ -90,8 +90,9 @@ def train_group(transformer, layer_names: list[str], sets: list[EffectSet], cfg:
     if cfg.batch_size % world:
         raise P2EError(f"batch_size {cfg.batch_size} does not split over {world} processes",
                        hint=f"use --set batch_size={cfg.batch_size - cfg.batch_size % world or world}")
-    layers = adapters.inject(transformer, layer_names, [name_seed(cfg.seed, s.name, "init") for s in sets],
-                             cfg.rank, cfg.alpha)
+    init_seeds = [name_seed(cfg.seed, "init") if cfg.init == "shared" else name_seed(cfg.seed, s.name, "init")
+                  for s in sets]
+    layers = adapters.inject(transformer, layer_names, init_seeds, cfg.rank, cfg.alpha)
     for i, s in enumerate(sets):
         if s.init is not None:
             adapters.load_factors(layers, i, s.init, s.init_alpha)

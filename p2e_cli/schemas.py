@@ -43,6 +43,10 @@ class LoraRecipe:
     validate_every: int = bounded(50, 1, STEPS_MAX)
     checkpoint_every: int = bounded(100, 1, STEPS_MAX)
     preview_every: int = bounded(0, 0, STEPS_MAX)  # 0: no previews
+    # shared: every effect's adapter starts from the same A (seeded by `seed` alone), so a library's
+    # updates share a basis and similar effects get similar ΔW; per-effect: A seeded by the effect's
+    # name too (then ΔW lies in a different random row space per effect)
+    init: Literal["shared", "per-effect"] = "shared"
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 

@@ -4,8 +4,8 @@
         + layer / module-type / row-or-column embeddings
     n learnable queries ──cross-attend──► weight tokens            (compression; no prompt:
     every token ──MLP──► its feature g_t                            computed once per base, cached)
-    [latents ; prompt tokens] ──Transformer──► fused latents         (fusion with the effect prompt)
-    one query per (layer, rows|columns) ──cross-attend──► fused ──► a mixing matrix M (dim × rank)
+    [latents + pooled prompt ; prompt tokens] ──Transformer──► fused latents   (fusion with the prompt)
+    one query per (layer, rows|columns) + pooled prompt ──cross-attend──► fused ──► a mixing matrix M
     row i of B = g_(row i) · M_(layer, rows);  column j of A = g_(column j) · M_(layer, columns)
 
 The decode is Perceiver-IO shaped (each row/column token of W0 emits its own row of B / column of
@@ -129,6 +129,18 @@ def half_rank(w: torch.Tensor) -> torch.Tensor:
     return (u[:, :k] * s[:k]) @ vh[:k]
 
 
+def cosine_basis(n: int, width: int) -> torch.Tensor:
+    """(n, width): the first min(n, width) DCT-II vectors over n positions as columns, entries of
+    RMS 1, the rest zero. Added to the learned token features g_t so that the factor rows a side can
+    express span min(n, width) directions with condition number 1 from the start (learned features
+    alone came out near rank-deficient, condition ~1e6, and the network could not fit its targets)."""
+    k = torch.arange(min(n, width), dtype=torch.float64)
+    t = torch.arange(n, dtype=torch.float64).unsqueeze(1)
+    basis = torch.cos(math.pi * (t + 0.5) * k / n) * math.sqrt(2.0)
+    basis[:, 0] = 1.0
+    return F.pad(basis, (0, width - basis.shape[1])).float()
+
+
 def layer_specs(table) -> list[LayerSpec]:
     """LayerSpecs of a layer table (wan.layer_table rows, or anything with the same fields)."""
     return [LayerSpec(l.name, l.module_type, l.block, l.out_features, l.in_features) for l in table]
@@ -184,15 +196,24 @@ class Predictor(nn.Module):
         self.features = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, f))
         self.side_queries = nn.Parameter(torch.randn(n_sides, d) * 0.02)
         self.text = nn.Linear(config.text_dim, d)
+        self.prompt = nn.Sequential(nn.Linear(config.text_dim, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d))
         self.fusion = nn.ModuleList(Attention(d, config.heads) for _ in range(config.fusion_layers))
         self.readout = Attention(d, config.heads, cross=True)
         self.mixing = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, f * config.rank))
+        # the head starts at zero output (ΔW = 0, the base itself): a random head made the first
+        # losses ~1e3 times the later ones, and Adam's second moments then froze learning for ~1e3 steps
+        nn.init.zeros_(self.mixing[-1].weight)
+        nn.init.zeros_(self.mixing[-1].bias)
         self.use_weights = config.conditioning != "none"
 
     def encode_layer(self, tokens: torch.Tensor, rows: int) -> dict[str, torch.Tensor]:
         """One layer's share of the prompt-independent encoding: its token features (T, f), the
         means of its row and column tokens (2, dim), and the queries' attention to its tokens."""
-        part = {"features": self.features(tokens), "sides": torch.stack([tokens[:rows].mean(0), tokens[rows:].mean(0)])}
+        cols = len(tokens) - rows
+        basis = torch.cat([cosine_basis(rows, self.features[-1].out_features),
+                           cosine_basis(cols, self.features[-1].out_features)]).to(tokens)
+        part = {"features": self.features(tokens) + basis,
+                "sides": torch.stack([tokens[:rows].mean(0), tokens[rows:].mean(0)])}
         if self.use_weights:
             part.update(self.compress.partial(self.queries.unsqueeze(0), tokens.unsqueeze(0)))
         return part
@@ -211,14 +232,18 @@ class Predictor(nn.Module):
         """Per layer side, (batch, tokens of the side, rank): rows of B or columns of A, per prompt."""
         batch = text.shape[0]
         latents = encoded["latents"]
-        x = torch.cat([latents.unsqueeze(0).expand(batch, -1, -1), self.text(text)], dim=1)
+        # the pooled prompt joins every latent and every readout query at full strength: through
+        # attention alone, ~10 prompt tokens among 256 latents moved the output by 0.3% at init
+        keep = text_mask.unsqueeze(-1).to(text.dtype)
+        prompt = self.prompt((text * keep).sum(1) / keep.sum(1).clamp_min(1)).unsqueeze(1)  # (batch, 1, dim)
+        x = torch.cat([latents.unsqueeze(0) + prompt, self.text(text)], dim=1)
         mask = torch.cat([torch.ones(batch, latents.shape[0], dtype=torch.bool, device=text.device), text_mask], dim=1)
         for layer in self.fusion:
             if self.checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(layer, x, None, mask, use_reentrant=False)
             else:
                 x = layer(x, mask=mask)
-        queries = encoded["side_queries"].unsqueeze(0).expand(batch, -1, -1)
+        queries = encoded["side_queries"].unsqueeze(0) + prompt
         context = self.readout(queries, context=x, mask=mask)  # (batch, sides, dim)
         mixing = self.mixing(context).view(batch, len(sides), -1, self.rank)
         features = encoded["features"]

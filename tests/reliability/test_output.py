@@ -37,3 +37,19 @@ def test_file_names_with_brackets(case):
     assert f"wrote {name}" in run.stderr and (case.work / name).is_file()
     lora = hostile.good_lora(case.work / "melt [bold].safetensors")
     assert "melt [bold].safetensors" in case.expect(case.p2e("lora", "inspect", lora), 0).stdout
+
+
+def test_progress_in_a_log_file_prints_plain_lines(monkeypatch, capsys):
+    """Long builds run under nohup: with stderr not a terminal, progress is plain, throttled lines
+    with the count and the latest fields (the final one always), not one bar at the very end."""
+    from p2e_cli import console
+
+    monkeypatch.setattr(console, "LOG_EVERY", 0.0)
+    monkeypatch.setattr(console, "err", console.Console(stderr=True, highlight=False, force_terminal=False))
+    with console.progress("train [x]", total=3) as advance:
+        advance(loss=0.5)
+        advance()
+        advance(loss=0.25)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split()[2] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert lines[0].startswith("train [x] 1/3") and lines[1].endswith("loss=0.5") and lines[2].endswith("loss=0.25")

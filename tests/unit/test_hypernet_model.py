@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from p2e_cli.hypernet.model import HypernetConfig, Hypernetwork, LayerSpec
+from p2e_cli.hypernet.model import HypernetConfig, Hypernetwork, LayerSpec, cosine_basis
+from p2e_cli.hypernet.train import delta_nmse
 
 LAYERS = [LayerSpec("blocks.0.attn1.to_q", "self_q", 0, 8, 8), LayerSpec("blocks.0.ffn.net.0.proj", "ffn_in", 0, 16, 8),
           LayerSpec("blocks.1.ffn.net.2", "ffn_out", 1, 8, 16)]
@@ -33,6 +34,7 @@ def test_one_pass_writes_factors_of_every_layer(overrides):
 def test_prompt_changes_the_output_and_padding_does_not():
     torch.manual_seed(0)
     net = Hypernetwork(HypernetConfig(dim=16, heads=2, queries=8, fusion_layers=1, rank=3, text_dim=12), LAYERS)
+    torch.nn.init.normal_(net.predictors[0].mixing[-1].weight)  # the head starts at zero: give it a value
     encoded = net.encode_weights(weights())
     text = torch.randn(2, 5, 12)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
@@ -54,7 +56,9 @@ def test_streamed_encoding_equals_attention_over_all_weight_tokens_at_once(desig
     for predictor, members, got in zip(net.predictors, net.token_groups(), encoded):
         tokens = torch.cat([net.tokenizer(LAYERS[i], w[i]) for i in members])
         torch.testing.assert_close(got["latents"], predictor.compress(predictor.queries.unsqueeze(0), tokens.unsqueeze(0))[0])
-        torch.testing.assert_close(got["features"], predictor.features(tokens))
+        basis = torch.cat([torch.cat([cosine_basis(LAYERS[i].out_features, 16), cosine_basis(LAYERS[i].in_features, 16)])
+                           for i in members])
+        torch.testing.assert_close(got["features"], predictor.features(tokens) + basis)
 
 
 def test_narrow_features_and_gradient_checkpointing():
@@ -106,3 +110,40 @@ def test_base_encoding_streams_from_safetensors_and_resumes_after_an_interruptio
     for got, want in zip([encoded, encode_base(net, tmp_path, names, cache)], [direct, direct]):
         for key in want[0]:
             torch.testing.assert_close(got[0][key], want[0][key])
+
+
+def test_the_head_starts_at_zero_and_every_side_can_express_every_direction():
+    """Zero output at init (ΔW = 0: a random head's huge first losses froze Adam), and the token
+    features carry an orthogonal cosine basis, so a side's rows span min(tokens, width) directions."""
+    torch.manual_seed(0)
+    net = Hypernetwork(HypernetConfig(dim=16, heads=2, queries=8, fusion_layers=1, rank=3, text_dim=12, feature_dim=16), LAYERS)
+    factors = net(weights(), torch.randn(2, 5, 12), torch.ones(2, 5, dtype=torch.bool))
+    assert all(not b.any() and not a.any() for b, a in factors)
+    for n, width in ((8, 16), (16, 16), (16, 8)):
+        basis = cosine_basis(n, width).double()
+        gram = basis.T @ basis
+        k = min(n, width)
+        torch.testing.assert_close(gram[:k, :k], n * torch.eye(k, dtype=torch.float64), atol=1e-5, rtol=0)
+        assert not gram[k:, k:].any()
+
+
+def test_the_network_fits_distinct_targets_for_distinct_prompts():
+    """Memorising a few unrelated effects is the least a hypernetwork must do (a floor, not the
+    failure seen on the tiny library: at this toy size the old head passed too; see the issue notes)."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    net = Hypernetwork(HypernetConfig(dim=32, heads=2, queries=8, fusion_layers=1, rank=2, text_dim=12, feature_dim=16), LAYERS)
+    g = torch.Generator().manual_seed(1)
+    targets = [(torch.randn(3, s.out_features, 2, generator=g), torch.randn(3, 2, s.in_features, generator=g)) for s in LAYERS]
+    text, mask = torch.randn(3, 4, 12, generator=g), torch.ones(3, 4, dtype=torch.bool)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    w = weights()
+    for _ in range(300):
+        pred = net(w, text, mask)
+        loss = sum(((pb - tb).pow(2).mean() + (pa - ta).pow(2).mean()) for (pb, pa), (tb, ta) in zip(pred, targets))
+        loss = loss + delta_nmse(pred, targets).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        assert float(delta_nmse(net(w, text, mask), targets).max()) < 0.05

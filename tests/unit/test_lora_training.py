@@ -108,3 +108,17 @@ def test_two_process_accelerate_launch_trains_the_same_lora_as_one_process(cli, 
     for name, layer in a.layers.items():
         torch.testing.assert_close(b.layers[name].B, layer.B, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(b.layers[name].A, layer.A, atol=1e-5, rtol=1e-4)
+
+
+def test_a_library_starts_every_effect_from_the_same_adapter(setup):
+    """init: shared (default) gives every effect's adapter the same A, so a library's updates share
+    a basis; init: per-effect seeds A by the effect's name too."""
+    import dataclasses
+
+    pipe, names, sets, cfg = setup
+    frozen = dataclasses.replace(cfg, steps=1, optim=dataclasses.replace(cfg.optim, lr=0.0))
+    shared = run(pipe, names, sets, frozen).factors
+    own = run(pipe, names, sets, dataclasses.replace(frozen, init="per-effect")).factors
+    for name in names:  # factors are (A, B)
+        assert torch.equal(shared[0][name][0], shared[1][name][0]) and shared[0][name][0].abs().sum() > 0
+        assert not torch.equal(own[0][name][0], own[1][name][0])
