@@ -124,6 +124,7 @@ class HypernetModel:
     conditioning: Literal["weights", "noise", "none"] = "weights"
     design: Literal["unified", "ensemble"] = "unified"
     feature_dim: int = bounded(0, 0, 4096)  # cached per-token feature width (0: = dim)
+    head_dim: int = bounded(0, 0, 65536)  # hidden width of the head that writes each side's mixing matrix (0: 4 x dim)
     gradient_checkpointing: bool = False  # recompute the fusion layers in backward (large networks)
 
 

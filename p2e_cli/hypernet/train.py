@@ -60,7 +60,7 @@ def network_config(m: HypernetModel, layers: list[LayerSpec], rank: int, text_di
         raise P2EError(f"model.dim {m.dim} is not a multiple of model.heads {m.heads}")
     return HypernetConfig(dim=m.dim, heads=m.heads, queries=m.queries, fusion_layers=m.fusion_layers, rank=rank,
                           text_dim=text_dim, max_blocks=max(64, max(s.block for s in layers) + 1), tokenize=m.tokenize,
-                          conditioning=m.conditioning, design=m.design, feature_dim=m.feature_dim,
+                          conditioning=m.conditioning, design=m.design, feature_dim=m.feature_dim, head_dim=m.head_dim,
                           gradient_checkpointing=m.gradient_checkpointing)
 
 

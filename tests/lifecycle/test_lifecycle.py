@@ -8,7 +8,7 @@ from p2e_cli.registry import open_registry
 LORA = ["steps=6", "batch_size=2", "clips_per_effect=3", "val_clips=1", "validate_every=3", "checkpoint_every=3",
         "rank=2", "alpha=2.0", "group_size=4"]
 HYPERNET = ["steps=12", "batch_size=4", "eval_every=6", "checkpoint_every=6", "model.dim=16", "model.heads=2",
-            "model.queries=8", "model.fusion_layers=1"]
+            "model.queries=8", "model.fusion_layers=1", "model.feature_dim=16", "model.head_dim=32"]
 EFFECTS = ["melt", "invert", "fade-black", "hue-orange"]  # hue-orange is a held-out effect
 
 

@@ -17,7 +17,8 @@ from p2e_cli.registry import open_registry
 from p2e_cli.wan import base_config, base_path, layer_table
 
 OVERRIDES = ["base=micro", "steps=6", "batch_size=4", "eval_every=3", "checkpoint_every=3", "model.dim=16",
-             "model.heads=2", "model.queries=8", "model.fusion_layers=1", "optim.lr=3e-3", "optim.warmup_steps=0"]
+             "model.heads=2", "model.queries=8", "model.fusion_layers=1", "model.feature_dim=16", "model.head_dim=32",
+             "optim.lr=3e-3", "optim.warmup_steps=0"]
 
 
 @pytest.fixture
