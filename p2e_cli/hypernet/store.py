@@ -24,7 +24,7 @@ from ..files import sha256_file
 from .model import HypernetConfig, Hypernetwork, LayerSpec
 
 META_KEY = "p2e.hypernet"
-FORMAT = 1
+FORMAT = 2  # 2: pooled-prompt conditioning, cosine-basis features, head hidden layer (session 4)
 
 
 def save_hypernet(path: Path, net: Hypernetwork, *, text_encoder: str, layer_table: str, target: str,
@@ -62,6 +62,9 @@ def load_hypernet(path: Path) -> tuple[Hypernetwork, dict[str, Any], torch.Tenso
         raise P2EError(f"{path} is not a p2e hypernetwork (no {META_KEY} metadata)",
                        hint="train one with p2e train hypernet, or use a registry hypernet id")
     meta = json.loads(raw)
+    if meta.get("format") != FORMAT:
+        raise P2EError(f"{path} holds a format-{meta.get('format')} hypernetwork; this p2e reads format {FORMAT}",
+                       hint="retrain it with this version (p2e train hypernet RECIPE)")
     config = HypernetConfig(**meta["config"])
     net = Hypernetwork(config, [LayerSpec(*row) for row in meta["layers"]])
     embeddings = tensors.pop("library.embeddings")

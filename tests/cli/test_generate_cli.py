@@ -32,6 +32,13 @@ def test_generate_bad_inputs(cli, micro_base, hypernet, tmp_path):
         "give -o FILE or --out-dir DIR, not both": ("a", "-o", tmp_path / "x.safetensors", "--out-dir", tmp_path),
         "LoRA files are .safetensors": ("a", "-o", tmp_path / "x.txt", "--hypernet", hypernet),
     }
+    old = tmp_path / "old.safetensors"  # a hypernetwork written by an earlier p2e
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    with safe_open(str(hypernet), framework="pt") as f:
+        meta = f.metadata()
+    save_file(load_file(str(hypernet)), str(old), metadata={"p2e.hypernet": meta["p2e.hypernet"].replace('"format": 2', '"format": 1')})
+    cases["holds a format-1 hypernetwork; this p2e reads format 2"] = ("a", "--hypernet", old)
     for expected, args in cases.items():
         result = cli("generate", *args, "--base", "micro")
         message = " ".join(result.stderr.split())
