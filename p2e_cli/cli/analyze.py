@@ -18,14 +18,10 @@ app = typer.Typer(name="analyze", help="Spectral analysis: the compressibility g
 
 
 def library_loras(reg: Registry, base: Record) -> list[str]:
-    """The newest reference LoRA of each effect the registry holds for a base, as registry ids
-    (trained LoRAs record the base's id, imported ones may record its name)."""
-    newest: dict[str, Record] = {}
-    for r in reg.ls("lora", "reference"):
-        key = r.data.get("effect") or r.id
-        if r.data.get("base") in (base.id, base.name) and (key not in newest or r.created > newest[key].created):
-            newest[key] = r
-    return [f"lora:{r.id}" for _, r in sorted(newest.items())]
+    """The newest reference LoRA of each effect the registry holds for a base, as registry ids."""
+    from ..hypernet.library import newest_per_effect
+
+    return [f"lora:{r.id}" for _, r in sorted(newest_per_effect(reg, "reference", base).items())]
 
 
 def _print(report: dict[str, Any], output: Path | None) -> None:

@@ -39,15 +39,20 @@ def _lora_file(reg: Registry, record: Record):
     return read_lora(reg.path(record.files["lora"]))
 
 
+def newest_per_effect(reg: Registry, subkind: str, base: Record) -> dict[str, Record]:
+    """{effect: the newest LoRA of `subkind` (reference, canonical, ...) made for `base`}."""
+    newest: dict[str, Record] = {}
+    for record in reg.ls("lora", subkind):
+        effect = record.data.get("effect")
+        if effect and _on_base(record, base) and (effect not in newest or record.created > newest[effect].created):
+            newest[effect] = record
+    return newest
+
+
 def canonical_library(reg: Registry, base: Record, target: str = "canonical") -> tuple[list[str], list[Example]]:
     """(layer names, examples): the newest canonical LoRA of each effect trained for `base`.
     Every LoRA must cover the same layers at the same rank (else P2EError names the odd one)."""
-    newest: dict[str, Record] = {}
-    for record in reg.ls("lora", "canonical"):
-        effect = record.data.get("effect")
-        if effect and _on_base(record, base):
-            if effect not in newest or record.created > newest[effect].created:
-                newest[effect] = record
+    newest = newest_per_effect(reg, "canonical", base)
     if not newest:
         raise P2EError(f"base {base.name or base.id} has no canonical reference LoRAs",
                        hint="train them (p2e train lora --all --recipe library-tiny) and canonicalize them (p2e canon --all)")

@@ -26,6 +26,7 @@ weights|noise|none, design unified|ensemble (one small predictor per transformer
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Iterable, Literal
@@ -133,11 +134,13 @@ def half_rank(w: torch.Tensor) -> torch.Tensor:
     return (u[:, :k] * s[:k]) @ vh[:k]
 
 
+@functools.lru_cache(maxsize=64)
 def cosine_basis(n: int, width: int) -> torch.Tensor:
     """(n, width): the first min(n, width) DCT-II vectors over n positions as columns, entries of
     RMS 1, the rest zero. Added to the learned token features g_t so that the factor rows a side can
     express span min(n, width) directions with condition number 1 from the start (learned features
-    alone came out near rank-deficient, condition ~1e6, and the network could not fit its targets)."""
+    alone came out near rank-deficient, condition ~1e6, and the network could not fit its targets).
+    Cached (training encodes every layer each step); callers must not modify the result."""
     k = torch.arange(min(n, width), dtype=torch.float64)
     t = torch.arange(n, dtype=torch.float64).unsqueeze(1)
     basis = torch.cos(math.pi * (t + 0.5) * k / n) * math.sqrt(2.0)
@@ -214,9 +217,8 @@ class Predictor(nn.Module):
     def encode_layer(self, tokens: torch.Tensor, rows: int) -> dict[str, torch.Tensor]:
         """One layer's share of the prompt-independent encoding: its token features (T, f), the
         means of its row and column tokens (2, dim), and the queries' attention to its tokens."""
-        cols = len(tokens) - rows
-        basis = torch.cat([cosine_basis(rows, self.features[-1].out_features),
-                           cosine_basis(cols, self.features[-1].out_features)]).to(tokens)
+        width = self.features[-1].out_features
+        basis = torch.cat([cosine_basis(rows, width), cosine_basis(len(tokens) - rows, width)]).to(tokens)
         part = {"features": self.features(tokens) + basis,
                 "sides": torch.stack([tokens[:rows].mean(0), tokens[rows:].mean(0)])}
         if self.use_weights:
