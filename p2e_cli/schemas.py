@@ -142,6 +142,7 @@ class HypernetRecipe:
     batch_size: int = bounded(16, 1, 4096)
     factor_weight: float = bounded(1.0, 0.0, 1e6)
     delta_weight: float = bounded(1.0, 0.0, 1e6)
+    mixup: float = bounded(0.0, 0.0, 1.0)  # share of each batch trained on λ-mixtures of two (prompt, ΔW) pairs
     eval_every: int = bounded(200, 1, STEPS_MAX)
     checkpoint_every: int = bounded(200, 1, STEPS_MAX)
     seed: int = bounded(0, 0, 2**31 - 1)

@@ -236,15 +236,20 @@ class Predictor(nn.Module):
 
     def forward(self, encoded: dict[str, torch.Tensor], sides: list[slice], text: torch.Tensor,
                 text_mask: torch.Tensor) -> list[torch.Tensor]:
-        """Per layer side, (batch, tokens of the side, rank): rows of B or columns of A, per prompt."""
+        """Per layer side, (batch, tokens of the side, rank): rows of B or columns of A, per prompt.
+        text_mask is a bool mask, or float token weights in [0, 1] (training mixup: two prompts'
+        tokens weighted λ and 1 − λ, pooled by those weights and attended with log-weight bias)."""
         batch = text.shape[0]
         latents = encoded["latents"]
         # the pooled prompt joins every latent and every readout query at full strength: through
         # attention alone, ~10 prompt tokens among 256 latents moved the output by 0.3% at init
         keep = text_mask.unsqueeze(-1).to(text.dtype)
-        prompt = self.prompt((text * keep).sum(1) / keep.sum(1).clamp_min(1)).unsqueeze(1)  # (batch, 1, dim)
+        prompt = self.prompt((text * keep).sum(1) / keep.sum(1).clamp_min(1e-6)).unsqueeze(1)  # (batch, 1, dim)
         x = torch.cat([latents.unsqueeze(0) + prompt, self.text(text)], dim=1)
-        mask = torch.cat([torch.ones(batch, latents.shape[0], dtype=torch.bool, device=text.device), text_mask], dim=1)
+        latent_mask = torch.ones(batch, latents.shape[0], dtype=text_mask.dtype, device=text.device)
+        mask = torch.cat([latent_mask, text_mask], dim=1)
+        if mask.is_floating_point():  # token weights (mixup): attention logits get log(weight), 0 = padding
+            mask = mask.clamp_min(1e-30).log().masked_fill(mask == 0, float("-inf")).to(text.dtype)
         for layer in self.fusion:
             if self.checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(layer, x, None, mask, use_reentrant=False)

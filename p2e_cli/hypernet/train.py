@@ -42,16 +42,38 @@ def delta_nmse(pred: list[tuple[torch.Tensor, torch.Tensor]], target: list[tuple
     return torch.stack(values).mean(0)
 
 
-def hypernet_loss(net: Hypernetwork, pred, target, cfg: HypernetRecipe) -> torch.Tensor:
-    """Mean over the batch of factor_weight · scaled factor MSE + delta_weight · ΔW NMSE."""
-    factor = torch.stack([((pb - tb) / net.scale_b[i]).pow(2).mean(dim=(1, 2)) + ((pa - ta) / net.scale_a[i]).pow(2).mean(dim=(1, 2))
+def hypernet_loss(net: Hypernetwork, pred, target, cfg: HypernetRecipe, plain: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the batch of factor_weight · scaled factor MSE + delta_weight · ΔW NMSE. Rows
+    where `plain` is False are mixup rows: their target ΔW mixes two effects and has no canonical
+    factors, so only its ΔW term counts (their targets carry 2r factors; the first r are compared)."""
+    r = pred[0][0].shape[2]
+    factor = torch.stack([((pb - tb[..., :r]) / net.scale_b[i]).pow(2).mean(dim=(1, 2))
+                          + ((pa - ta[:, :r]) / net.scale_a[i]).pow(2).mean(dim=(1, 2))
                           for i, ((pb, pa), (tb, ta)) in enumerate(zip(pred, target))]).mean(0)
+    if plain is not None:
+        factor = factor * plain.to(factor.dtype)
     return (cfg.factor_weight * factor + cfg.delta_weight * delta_nmse(pred, target)).mean()
 
 
 def stack_targets(examples: list[Example], picks: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(torch.stack([examples[e].factors[i][0] for e in picks]), torch.stack([examples[e].factors[i][1] for e in picks]))
             for i in range(len(examples[0].factors))]
+
+
+def mixed_targets(examples: list[Example], rows: list[list[tuple[int, float]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, factors of rank 2r whose product is Σ w · ΔW_e over each row's (example, weight)
+    items: B = [√w₁ B₁, √w₂ B₂], A = [√w₁ A₁; √w₂ A₂] (a one-effect row pads with zeros)."""
+    out = []
+    for i in range(len(examples[0].factors)):
+        bs, as_ = [], []
+        for row in rows:
+            b, a = examples[row[0][0]].factors[i]
+            parts = [(examples[e].factors[i][0] * w ** 0.5, examples[e].factors[i][1] * w ** 0.5) for e, w in row]
+            parts += [(torch.zeros_like(b), torch.zeros_like(a))] * (2 - len(parts))
+            bs.append(torch.cat([p[0] for p in parts], dim=1))
+            as_.append(torch.cat([p[1] for p in parts], dim=0))
+        out.append((torch.stack(bs), torch.stack(as_)))
+    return out
 
 
 def network_config(m: HypernetModel, layers: list[LayerSpec], rank: int, text_dim: int) -> HypernetConfig:
@@ -89,6 +111,17 @@ class Texts:
         mask = self.mask[rows]
         width = int(mask.sum(1).max())
         return self.embeds[rows, :width], mask[:, :width]
+
+    def weighted(self, rows: list[list[tuple[str, float]]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings, float token weights) for rows of (prompt, weight): each row's prompts'
+        tokens side by side, every token carrying its prompt's weight (mixup)."""
+        tokens, weights = [], []
+        for row in rows:
+            picked = [(self.embeds[self.index[p]][self.mask[self.index[p]]], w) for p, w in row]
+            tokens.append(torch.cat([t for t, _ in picked]))
+            weights.append(torch.cat([torch.full((len(t),), w) for t, w in picked]))
+        embeds = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True)
+        return embeds, torch.nn.utils.rnn.pad_sequence(weights, batch_first=True)
 
 
 @torch.no_grad()
@@ -149,6 +182,23 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             pred = net(source, embeds, mask)
         return [(b.float(), a.float()) for b, a in pred]
 
+    def mixup_loss(batch: list[tuple[int, str]], g: torch.Generator) -> torch.Tensor:
+        """The first `mixup` share of the batch become mixtures λ·(effect, prompt) + (1 − λ)·(another
+        pair): both prompts' tokens weighted λ, 1 − λ, target ΔW = λ·ΔW₁ + (1 − λ)·ΔW₂. It teaches
+        the network to move smoothly between effects in prompt space (held-out effects lie between
+        train effects), where plain training memorised the train prompts."""
+        n = round(cfg.mixup * len(batch))
+        partners = [pairs[j] for j in torch.randint(len(pairs), (n,), generator=g).tolist()]
+        lams = torch.rand(n, generator=g).tolist()
+        rows = [[(e, p, lam), (e2, p2, 1 - lam)] for (e, p), (e2, p2), lam in zip(batch, partners, lams)]
+        rows = (rows + [[(e, p, 1.0)] for e, p in batch[n:]])[rank_::world]
+        embeds, token_weights = texts.weighted([[(p, w) for _, p, w in row] for row in rows])
+        with accelerator.autocast():
+            out = net(weights, embeds, token_weights)
+        pred = [(b.float(), a.float()) for b, a in out]
+        target = mixed_targets(examples, [[(e, w) for e, _, w in row] for row in rows])
+        return hypernet_loss(model, pred, target, cfg, plain=torch.tensor([len(row) == 1 for row in rows]))
+
     def save(step: int) -> None:
         if checkpoint is None and not sharded:
             return
@@ -177,9 +227,13 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps)
             g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
-            batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()][rank_::world]
-            pred = predict(weights, [p for _, p in batch])
-            loss = hypernet_loss(model, pred, stack_targets(examples, [e for e, _ in batch]), cfg)
+            batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()]
+            if cfg.mixup > 0:
+                loss = mixup_loss(batch, g)
+            else:
+                batch = batch[rank_::world]
+                pred = predict(weights, [p for _, p in batch])
+                loss = hypernet_loss(model, pred, stack_targets(examples, [e for e, _ in batch]), cfg)
             accelerator.backward(loss)
             if sharded:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -45,6 +45,19 @@ def test_prompt_changes_the_output_and_padding_does_not():
     torch.testing.assert_close(net(encoded, padded, mask)[0][0][0], b[0])
 
 
+def test_token_weights_of_one_equal_the_bool_mask():
+    """Mixup feeds float token weights; weight 1 on real tokens and 0 on padding is the plain prompt."""
+    torch.manual_seed(0)
+    net = Hypernetwork(HypernetConfig(dim=16, heads=2, queries=8, fusion_layers=1, rank=3, text_dim=12), LAYERS)
+    torch.nn.init.normal_(net.predictors[0].mixing[-1].weight)
+    encoded = net.encode_weights(weights())
+    text = torch.randn(2, 5, 12)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    for (b1, a1), (b2, a2) in zip(net(encoded, text, mask), net(encoded, text, mask.float())):
+        torch.testing.assert_close(b2, b1)
+        torch.testing.assert_close(a2, a1)
+
+
 @pytest.mark.parametrize("design", ["unified", "ensemble"])
 def test_streamed_encoding_equals_attention_over_all_weight_tokens_at_once(design):
     """Layer-by-layer encoding (online-softmax partials, merged) is the same computation as the
