@@ -14,6 +14,7 @@ All LoRAs are applied as routed adapters of one loaded transformer (adapters.Sta
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +192,107 @@ def _one(reg, base, pipe, effect, ref_record, ref_lora, prompts, predicted, laye
     return row
 
 
+def finetune_speedup(reg: Registry, base: Record, effects: list[str], generator, cfg) -> list[dict[str, Any]]:
+    """The fine-tune speedup on a sample of effects. Per effect, two LoRAs train side by side with
+    the LoRA recipe `cfg` (one transformer, routed adapters, identical batches): one from the
+    recipe's own start (scratch: how the reference library was trained) and one from the LoRA the
+    hypernetwork writes for the effect's prompt. Target = scratch's final validation loss (the
+    reference's); speedup = steps scratch needs to reach it / steps the prediction needs, read off
+    validation every cfg.validate_every steps (a prediction already at the target at step 0 counts as
+    one interval: `bound` says "lower"; one that never reaches it within the budget counts as the
+    budget: `bound` "upper")."""
+    from .lora_jobs import effect_set, encode_all, flow_shift, gather
+    from .lora_training import train_group
+    from .wan import base_settings, layer_table, load_pipeline
+
+    settings = base_settings(base)
+    pipe = load_pipeline(base)
+    names = [layer.name for layer in layer_table(pipe.transformer, cfg.targets)]
+    if generator.rank != cfg.rank:
+        raise P2EError(f"the hypernetwork writes rank {generator.rank} LoRAs but the fine-tune recipe trains rank {cfg.rank}",
+                       hint=f"use a recipe of rank {generator.rank}")
+    prompts = [fx.get_effect(e).prompts[0] if fx.get_effect(e).split != "train" else fx.get_effect(e).heldout_prompts[0]
+               for e in effects]
+    rows = []
+    for effect, prompt, predicted in zip(effects, prompts, generator(prompts)):
+        d = gather(reg, effect, cfg, settings)
+        encode_all(reg, base, pipe, [d])
+        scratch = effect_set(reg, base, d, None)
+        init = dataclasses.replace(scratch, init={n: (a, b) for n, (b, a) in predicted.items()}, init_alpha=float(cfg.rank))
+        result = train_group(pipe.transformer, names, [scratch, init], cfg, shift=flow_shift(settings, pipe),
+                             description=f"fine-tune {effect}"[:40])
+        curves = [[(h["step"], h["val"]) for h in result.history if h["effect"] == i] for i in (0, 1)]
+        target = curves[0][-1][1]
+        reached = [next((step for step, value in curve if value <= target), None) for curve in curves]
+        steps_init, bound = reached[1], None
+        if steps_init is None:
+            steps_init, bound = cfg.steps, "upper"
+        elif steps_init == 0:
+            steps_init, bound = cfg.validate_every, "lower"
+        rows.append({"effect": effect, "prompt": prompt, "target_loss": target, "base_loss": result.base_loss[0],
+                     "steps_scratch": reached[0], "steps_init": reached[1], "bound": bound,
+                     # a scratch LoRA that never beats its step-0 loss (the base) gives no speedup to measure
+                     "speedup": reached[0] / steps_init if reached[0] else None,
+                     "curve_scratch": curves[0], "curve_init": curves[1]})
+        console.info(f"fine-tune {effect}: reference loss {target:.4f} reached at step {reached[0]} from scratch, "
+                     f"{'not within ' + str(cfg.steps) if reached[1] is None else 'at step ' + str(reached[1])} "
+                     f"from the prediction (speedup {_cell(rows[-1]['speedup']) or 'n/a'})")
+    return rows
+
+
+def headline(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's top-level figures: median recovery (train effects with unseen paraphrases,
+    held-out effects), median held-out ΔW NMSE, median fine-tune speedup."""
+    summary = report["summary"]
+    speedups = [r["speedup"] for r in report.get("finetune", []) if r["speedup"] is not None]
+    return {"recovery_train": summary.get("train", {}).get("recovery_median"),
+            "recovery_heldout": summary.get("heldout", {}).get("recovery_median"),
+            "nmse_heldout": summary.get("heldout", {}).get("nmse_median"),
+            "finetune_speedup": statistics.median(speedups) if speedups else None}
+
+
+def plot_report(report: dict[str, Any], out) -> list:
+    """PNGs in `out`: recovery R per effect (train and held-out), and the fine-tune curves (scratch
+    vs from the prediction). Returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    rows = [r for r in report["effects"] if r.get("recovery") is not None]
+    if rows:
+        rows.sort(key=lambda r: (r["split"] != "heldout", -r["recovery"]))
+        fig, ax = plt.subplots(figsize=(max(6, 0.16 * len(rows)), 3.6))
+        ax.bar(range(len(rows)), [max(-1.0, min(2.0, r["recovery"])) for r in rows],
+               color=["tab:orange" if r["split"] == "heldout" else "tab:blue" for r in rows])
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xticks(range(len(rows)), [r["effect"] for r in rows], rotation=90, fontsize=5)
+        ax.set_ylabel("recovery R (clipped to [-1, 2])")
+        ax.set_title("R = (L0 - L_pred) / (L0 - L_ref); orange: held-out effects, blue: train (unseen paraphrase)")
+        fig.tight_layout()
+        fig.savefig(out / "recovery.png", dpi=150)
+        plt.close(fig)
+        written.append(out / "recovery.png")
+    if report.get("finetune"):
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for i, r in enumerate(report["finetune"]):
+            color = f"C{i}"
+            ax.plot(*zip(*r["curve_scratch"]), color=color, ls="--", lw=1)
+            ax.plot(*zip(*r["curve_init"]), color=color, lw=1.5, label=r["effect"])
+            ax.axhline(r["target_loss"], color=color, lw=0.5, ls=":")
+        ax.set_xlabel("fine-tune step")
+        ax.set_ylabel("validation loss")
+        ax.set_title("dashed: from scratch (reference recipe), solid: from the predicted LoRA")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out / "finetune.png", dpi=150)
+        plt.close(fig)
+        written.append(out / "finetune.png")
+    return written
+
+
 def _median(values: list[Any]) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -224,11 +326,18 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def results_markdown(report: dict[str, Any]) -> str:
     """A results.md: the summary table per split, then one row per effect."""
-    lines = [f"# Evaluation on base {report.get('base_name') or report['base']}", "", "## Summary", ""]
+    lines = [f"# Evaluation on base {report.get('base_name') or report['base']}", ""]
+    top = {k: report.get(k) for k in ("recovery_train", "recovery_heldout", "nmse_heldout", "finetune_speedup")}
+    lines += ["| " + " | ".join(top) + " |", "|" + " --- |" * len(top), "| " + " | ".join(_cell(v) for v in top.values()) + " |"]
+    lines += ["", "## Summary", ""]
     keys = sorted({k for s in report["summary"].values() for k in s})
     lines += ["| split | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
     for split, s in report["summary"].items():
         lines.append(f"| {split} | " + " | ".join(_cell(s.get(k)) for k in keys) + " |")
+    if report.get("finetune"):
+        cols = ["prompt", "base_loss", "target_loss", "steps_scratch", "steps_init", "speedup", "bound"]
+        lines += ["", "## Fine-tune speedup", "", "| effect | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
+        lines += [f"| {r['effect']} | " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in report["finetune"]]
     cols = [c for c in ("split", "L0", "L_ref", "L_pred", "ref_ratio", "recovery", "nmse", "cosine", "L_misaligned",
                         "L_random", "mse_base", "mse_ref", "mse_pred") if c in report["effects"][0]]
     lines += ["", "## Per effect", "", "| effect | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]

@@ -168,6 +168,11 @@ def register_lora(reg: Registry, base: Record, run: Record, d: EffectData, resul
     return record
 
 
+def flow_shift(settings: dict[str, Any], pipe) -> float:
+    """The base's flow-matching timestep shift (its settings, else its scheduler's)."""
+    return float(settings.get("flow_shift") or pipe.scheduler.config.get("flow_shift", 3.0))
+
+
 def train_loras(effects: list[str], cfg: LoraRecipe, *, name: str | None = None, out: Path | None = None,
                 init: LoraFile | None = None, resume: str | None = None, subkind: str = "reference",
                 parents: list[str] = (), skip_trained: bool = False) -> list[Record]:
@@ -216,7 +221,7 @@ def train_loras(effects: list[str], cfg: LoraRecipe, *, name: str | None = None,
                                        "processes": state.num_processes}, parents=[base.id, *parents])
             console.info(f"run {run.id}: {len(effects)} LoRA(s) on base {base.name or base.id} "
                          f"(resume with --resume {run.id})")
-    shift = float(settings.get("flow_shift") or pipe.scheduler.config.get("flow_shift", 3.0))
+    shift = flow_shift(settings, pipe)
     done_before = run.data.get("done", {}) if run is not None else {}
     records = [reg.get(i) for i in done_before.values()]
     todo = [d for d in data if d.effect not in done_before]

@@ -118,6 +118,9 @@ def train_group(transformer, layer_names: list[str], sets: list[EffectSet], cfg:
 
         if meta["base_loss"] is None:
             meta["base_loss"] = evaluate(transformer, layers, sets, weight=0.0)
+            # step 0: where each LoRA starts (the base's loss, or a given init's: fine-tune curves start there)
+            start_loss = evaluate(transformer, layers, sets, weight=1.0) if any(s.init for s in sets) else meta["base_loss"]
+            meta["history"] += [{"step": 0, "effect": i, "val": value} for i, value in enumerate(start_loss)]
         with console.progress(description, total=cfg.steps) as advance, stop_at_step_boundary() as stop_requested:
             advance(start)
             for step in range(start, cfg.steps):

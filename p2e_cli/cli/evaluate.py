@@ -38,14 +38,21 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
                                                                               "(L_ref/L0, render MSE vs base)."),
         val_clips: int = typer.Option(4, "--val-clips", help="Held-out-photo clips per effect."),
         render: bool = typer.Option(True, "--render/--no-render", help="Also measure render MSE to the ground truth."),
-        out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write report.json and results.md into this folder.")) -> None:
+        finetune: int = typer.Option(0, "--finetune", help="Measure the fine-tune speedup on this many effects "
+                                                            "(held-out ones first): scratch vs from the prediction."),
+        finetune_recipe: str = typer.Option("library-tiny", "--finetune-recipe", help="LoRA recipe of the fine-tunes "
+                                                                                       "(the reference library's)."),
+        finetune_set: List[str] = typer.Option([], "--finetune-set", help="Override a key of that recipe (repeatable), "
+                                                                           "e.g. validate_every=10."),
+        out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write report.json, results.md and plots into this folder.")) -> None:
     """Measure LoRAs against the procedural ground truth on held-out photos: L0 / L_ref / L_pred and
-    recovery R, ΔW NMSE and cosine, misaligned- and random-prompt controls, render MSE.
+    recovery R, ΔW NMSE and cosine, misaligned- and random-prompt controls, render MSE, and with
+    --finetune N the fine-tune speedup from the hypernetwork's LoRAs.
 
-    Example: p2e eval run --split heldout -o eval/
+    Example: p2e eval run --split heldout --finetune 4 -o eval/
     """
     from .. import effects as fx
-    from ..evaluation import EvalOptions, evaluate, results_markdown
+    from ..evaluation import EvalOptions, evaluate, finetune_speedup, headline, plot_report, results_markdown
     from ..registry import open_registry
     from ..wan import resolve_base
 
@@ -63,15 +70,32 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
 
         path, _ = resolve_hypernet(reg, hypernet, base_record)
         generator = Generator(path, base_record, reg.folder("cache", "hypernet"))
+    if finetune < 0:
+        raise P2EError(f"--finetune must be 0 or more, got {finetune}")
+    if finetune and generator is None:
+        raise P2EError("--finetune measures fine-tuning from the hypernetwork's LoRAs; drop --reference-only")
+    ft_cfg = None
+    if finetune:
+        from ..recipes import load_recipe
+
+        ft_cfg = load_recipe(finetune_recipe, [f"base={base_record.name or base_record.id}", *finetune_set], kind="lora")
     report = evaluate(reg, base_record, names, generator, EvalOptions(val_clips=val_clips, render=render))
+    if finetune:
+        evaluated = [r["effect"] for r in report["effects"]]
+        sample = sorted(evaluated, key=lambda e: fx.get_effect(e).split == "train")[:finetune]
+        report["finetune"] = finetune_speedup(reg, base_record, sample, generator, ft_cfg)
+    report = {**headline(report), **report}
     if out is not None:
         write_pair(out, "report.json", report, "results.md", results_markdown(report))
+        plot_report(report, out)
 
     def show() -> None:
         for split_name, s in report["summary"].items():
             console.out.print(f"[bold]{split_name}[/bold] ({s['effects']} effects): "
                               + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                           for k, v in s.items() if k != "effects"))
+        console.out.print(", ".join(f"{k} {_num(report[k])}" for k in ("recovery_train", "recovery_heldout",
+                                                                       "nmse_heldout", "finetune_speedup")))
         if out is not None:
             console.info(f"wrote {out / 'report.json'} and {out / 'results.md'}")
 
@@ -100,3 +124,7 @@ def ablations(recipe: str = typer.Option("ablations", "--recipe", help="Ablation
     if out is not None:
         write_pair(out, "ablations.json", table, "ablations.md", ablations_markdown(table))
     console.result(table, lambda: console.out.print(ablations_markdown(table)))
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3g}"

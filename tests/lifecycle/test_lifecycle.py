@@ -57,9 +57,17 @@ def test_clips_to_video(cli, tmp_path):
 
     report_dir = tmp_path / "eval"
     evaluated = cli("eval", "run", "--base", "micro", *sum((["--effect", e] for e in EFFECTS), []), "--val-clips", "1",
-                    "-o", report_dir, "--json")
+                    "-o", report_dir, "--finetune", "1", "--finetune-recipe", "lora",
+                    *[f"--finetune-set={o}" for o in LORA if o != "validate_every=3"], "--finetune-set=validate_every=2",
+                    "--json")
     assert evaluated.code == 0, evaluated.stderr
     report = evaluated.json()
+    [tuned] = report["finetune"]  # the held-out effect first
+    assert tuned["effect"] == "hue-orange" and tuned["steps_scratch"] in (0, 2, 4, 6)
+    assert (tuned["speedup"] is None) == (tuned["steps_scratch"] == 0) and (tuned["speedup"] or 1) > 0
+    assert [s for s, _ in tuned["curve_init"]] == [0, 2, 4, 6] and tuned["curve_scratch"][-1][1] == tuned["target_loss"]
+    assert {"recovery_train", "recovery_heldout", "nmse_heldout", "finetune_speedup"} <= set(report)
+    assert (report_dir / "recovery.png").stat().st_size > 0 and (report_dir / "finetune.png").stat().st_size > 0
     assert [r["effect"] for r in report["effects"]] == EFFECTS
     for row in report["effects"]:
         assert row["L0"] > 0 and row["L_ref"] > 0 and {"recovery", "nmse", "cosine", "mse_base", "mse_ref", "mse_pred",
@@ -74,7 +82,7 @@ def test_clips_to_video(cli, tmp_path):
                 *sets([o for o in LORA if not o.startswith(("rank", "alpha", "steps"))]), "--json")
     assert tuned.code == 0, tuned.stderr
     result = tuned.json()
-    assert result["reference_loss"] is not None and [h["step"] for h in result["history"]] == [3]
+    assert result["reference_loss"] is not None and [h["step"] for h in result["history"]] == [0, 3]
     record = open_registry().get(result["id"])
     assert record.subkind == "finetuned" and entry["record"] in record.parents  # traces back to the prediction
     from tests.wan_helpers import lineage_kinds

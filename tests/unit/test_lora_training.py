@@ -44,7 +44,20 @@ def test_batched_training_equals_one_by_one(setup):
     for i, single in enumerate(alone):
         assert_same_factors(together.factors[i], single.factors[0], atol=1e-5)
         assert together.base_loss[i] == pytest.approx(single.base_loss[0], rel=1e-5)
-    assert len(together.history) == 2 * 2 and all(h["val"] > 0 for h in together.history)
+    assert len(together.history) == 2 * 3 and all(h["val"] > 0 for h in together.history)  # steps 0, 2, 4
+    assert [h["val"] for h in together.history if h["step"] == 0] == together.base_loss  # a fresh LoRA is the base
+
+
+def test_a_run_from_an_init_starts_its_curve_at_the_init(setup):
+    """Fine-tuning: step 0 of the history is the init's validation loss (here: a trained LoRA's final one)."""
+    import dataclasses
+
+    pipe, names, sets, cfg = setup
+    first = run(pipe, names, sets[:1], cfg)
+    again = run(pipe, names, [dataclasses.replace(sets[0], init=first.factors[0], init_alpha=cfg.alpha)], cfg)
+    start = again.history[0]
+    assert start["step"] == 0 and start["val"] == pytest.approx(first.final_loss(0), rel=1e-5)
+    assert start["val"] < again.base_loss[0]
 
 
 def test_resume_after_interrupt_equals_uninterrupted(setup):
