@@ -72,7 +72,13 @@ class ResolvedLora:
 
     @property
     def label(self) -> str:
-        name = self.record.name if self.record is not None and self.record.name else self.path.stem
+        """What a sheet row or log line calls it: the registry name, else the effect and id of a
+        registry LoRA (its file is named by content hash), else the file's stem."""
+        if self.record is not None:
+            effect = self.record.data.get("effect")
+            name = self.record.name or (f"{effect} {self.record.id}" if effect else self.record.id)
+        else:
+            name = self.path.stem
         return f"{name}:{self.spec.scale:g}"
 
     def to_json(self) -> dict[str, Any]:

@@ -111,3 +111,16 @@ def test_bad_parameters_are_clear_errors(renderers):
 def test_render_function(lora_files):
     frames = render(tiny_base("wan22"), picture(), [(lora_files["effect"], 1.0)], prompt="melt", frames=9, size=(48, 32))
     assert frames.shape == (9, 32, 48, 3)
+
+
+def test_sheet_labels_name_registry_loras_by_name_else_effect_and_id(tmp_path):
+    from p2e_cli.registry import Record
+    from p2e_cli.render import ResolvedLora
+
+    path = tmp_path / ("ab" * 32 + ".safetensors")  # registry artifacts are named by content hash
+    record = Record("f00d", "lora", None, "predicted", "", "", {"effect": "melt"})
+    lora = ResolvedLora(LoraSpec("f00d", 0.8), path, "ab" * 32, None, record)
+    assert lora.label == "melt f00d:0.8"
+    record.name = "my-melt"
+    assert lora.label == "my-melt:0.8"
+    assert ResolvedLora(LoraSpec(str(path), 1.0), tmp_path / "melt.safetensors", "", None).label == "melt:1"
