@@ -58,13 +58,16 @@ def references(reg: Registry, base: Record, effects: list[str]) -> dict[str, Rec
 def delta_agreement(pred: dict[str, tuple[torch.Tensor, torch.Tensor]], ref: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
     """NMSE ‖ΔWp − ΔWr‖²/‖ΔWr‖² and cosine <ΔWp, ΔWr>/(‖ΔWp‖‖ΔWr‖), summed over layers.
     Factors as {layer: (B, A)} with ΔW = B·A; Gram matrices only (no ΔW is formed)."""
+    def inner(b1, a1, b2, a2) -> float:  # <B1·A1, B2·A2> = tr(A1ᵀB1ᵀB2A2) = Σ (B1ᵀB2) ⊙ (A1A2ᵀ)
+        return float(((b1.T @ b2) * (a1 @ a2.T)).sum())
+
     pp = rr = pr = 0.0
     for name, (br, ar) in ref.items():
         bp, ap = pred[name]
         bp, ap, br, ar = (t.double() for t in (bp, ap, br, ar))
-        pp += float(((bp.T @ bp) * (ap @ ap.T)).sum())
-        rr += float(((br.T @ br) * (ar @ ar.T)).sum())
-        pr += float(((bp.T @ br) * (ar @ ap.T)).sum())
+        pp += inner(bp, ap, bp, ap)
+        rr += inner(br, ar, br, ar)
+        pr += inner(bp, ap, br, ar)
     nmse = (pp + rr - 2 * pr) / max(rr, 1e-30)
     return {"nmse": nmse, "cosine": pr / max((pp * rr) ** 0.5, 1e-30)}
 
@@ -371,12 +374,17 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
         hcfg = load_recipe(cfg.hypernet, extra, kind="hypernet")
         digest = hashlib.sha256(json.dumps(to_dict(hcfg), sort_keys=True).encode()).hexdigest()[:16]
         done = [r for r in reg.ls("hypernet") if (r.data.get("ablation") or {}).get("recipe") == digest]
+        # a variant interrupted mid-training continues from its run's last checkpoint
+        stopped = [r for r in reg.ls("run") if r.data.get("task") == "train hypernet" and r.data.get("status") == "running"
+                   and r.data.get("checkpoint") and r.data.get("recipe") == to_dict(hcfg)]
         if done:
             record = done[0]
             console.info(f"ablation {variant}: reusing hypernet {record.id}")
         else:
-            console.info(f"ablation {variant}: training ({', '.join(changes) or 'the full model'})")
-            record = run_training(hcfg)
+            resume = max(stopped, key=lambda r: r.created).id if stopped else None
+            console.info(f"ablation {variant}: " + (f"resuming run {resume}" if resume else
+                                                    f"training ({', '.join(changes) or 'the full model'})"))
+            record = run_training(hcfg, resume=resume)
             record = reg.update(record.id, data={"ablation": {"variant": variant, "recipe": digest}})
         base = resolve_base(hcfg.base)
         generator = Generator(reg.path(record.files["weights"]), base, reg.folder("cache", "hypernet"))

@@ -1,0 +1,19 @@
+"""The evaluation's ΔW agreement against dense matrices."""
+
+import torch
+
+from p2e_cli.evaluation import delta_agreement
+
+
+def test_delta_agreement_matches_the_dense_nmse_and_cosine():
+    g = torch.Generator().manual_seed(0)
+    shapes = {"q": (6, 5), "ffn": (9, 4)}
+    pred = {n: (torch.randn(o, 3, generator=g), torch.randn(3, i, generator=g)) for n, (o, i) in shapes.items()}
+    ref = {n: (torch.randn(o, 2, generator=g), torch.randn(2, i, generator=g)) for n, (o, i) in shapes.items()}
+    dp = torch.cat([(b.double() @ a.double()).flatten() for b, a in pred.values()])
+    dr = torch.cat([(b.double() @ a.double()).flatten() for b, a in ref.values()])
+    got = delta_agreement(pred, ref)
+    assert abs(got["nmse"] - float((dp - dr).pow(2).sum() / dr.pow(2).sum())) < 1e-9
+    assert abs(got["cosine"] - float(dp @ dr / (dp.norm() * dr.norm()))) < 1e-9
+    same = delta_agreement(ref, ref)
+    assert abs(same["nmse"]) < 1e-9 and abs(same["cosine"] - 1) < 1e-9
