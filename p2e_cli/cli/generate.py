@@ -153,7 +153,8 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
             where = e["output"] or (f"lora {e['record']}" if e["record"] else "(not written)")
             console.out.print(f"{console.plain(e['prompt'])!s} -> {console.plain(where)}  ‖ΔW‖ {e['norm']:.3g}"
                               + (f"  nearest: {console.plain(near)}" if near else ""))
-        console.info(f"{len(results)} LoRA(s) in {seconds:.2f} s (hypernetwork {path.name})")
+        which = f"{record.name or record.id}" if record is not None else str(path)
+        console.info(f"{len(results)} LoRA(s) in {seconds:.2f} s (hypernetwork {which})")
 
     console.result(results, show)
 
