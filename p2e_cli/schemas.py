@@ -143,6 +143,7 @@ class HypernetRecipe:
     factor_weight: float = bounded(1.0, 0.0, 1e6)
     delta_weight: float = bounded(1.0, 0.0, 1e6)
     mixup: float = bounded(0.0, 0.0, 1.0)  # share of each batch trained on λ-mixtures of two (prompt, ΔW) pairs
+    validation_effects: int = bounded(0, 0, 100_000)  # train effects held back and logged as validation NMSE
     eval_every: int = bounded(200, 1, STEPS_MAX)
     checkpoint_every: int = bounded(200, 1, STEPS_MAX)
     seed: int = bounded(0, 0, 2**31 - 1)

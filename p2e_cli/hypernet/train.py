@@ -4,7 +4,8 @@ Loss per layer: factor MSE in units of the library's typical factor size (factor
 the NMSE of the reconstructed ΔW = B·A (delta_weight), computed from r×r Gram matrices, never
 forming ΔW. Each step draws `batch_size` (effect, paraphrase) pairs from a generator seeded by
 (recipe seed, step), so a resumed run continues exactly; every `eval_every` steps it logs the
-ΔW NMSE on held-out effects and on unseen paraphrases of train effects.
+ΔW NMSE on held-out effects, on unseen paraphrases of train effects, and on `validation_effects`
+train effects held back from training (to choose settings without looking at held-out effects).
 """
 
 from __future__ import annotations
@@ -153,10 +154,20 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
     train = [i for i, e in enumerate(examples) if e.split == "train"]
     if not train:
         raise P2EError("the library has no train-split effects to learn from")
+    # validation effects: every k-th train effect held back, so steps and settings can be chosen
+    # without looking at the held-out (test) effects
+    n_val = cfg.validation_effects
+    if n_val and n_val >= len(train):
+        raise P2EError(f"validation_effects {n_val} leaves none of the {len(train)} train effects to train on")
+    val = train[:: len(train) // n_val][:n_val] if n_val else []
+    train = [i for i in train if i not in val]
+    if val:
+        console.info(f"validation effects (not trained on): {', '.join(examples[i].effect for i in val)}")
     pairs = [(i, p) for i in train for p in examples[i].prompts]
     heldout_pairs = [(i, examples[i].prompts[0]) for i, e in enumerate(examples) if e.split != "train"]
+    val_pairs = [(i, examples[i].prompts[0]) for i in val]
     unseen_pairs = [(i, p) for i in train for p in examples[i].unseen_prompts]
-    texts = Texts(text_encoder, [p for _, p in pairs + heldout_pairs + unseen_pairs])
+    texts = Texts(text_encoder, [p for _, p in pairs + heldout_pairs + val_pairs + unseen_pairs])
     rank = examples[0].factors[0][0].shape[1]
     net = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train])
 
@@ -214,11 +225,13 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             source = weights if sharded else model.encode_weights(weights)
         row = {"step": step, "loss": loss, "heldout_nmse": evaluate(predict, source, examples, heldout_pairs),
                "unseen_prompt_nmse": evaluate(predict, source, examples, unseen_pairs),
-               "train_nmse": evaluate(predict, source, examples, pairs[:: max(1, len(pairs) // 64)])}
+               "train_nmse": evaluate(predict, source, examples, pairs[:: max(1, len(pairs) // 64)]),
+               "validation_nmse": evaluate(predict, source, examples, val_pairs)}
         model.train()
         meta["history"].append(row)
         console.info("step {step}: train ΔW nmse {t:.4f}, unseen paraphrases {u}, held-out effects {h}".format(
-            step=step, t=row["train_nmse"], u=_fmt(row["unseen_prompt_nmse"]), h=_fmt(row["heldout_nmse"])))
+            step=step, t=row["train_nmse"], u=_fmt(row["unseen_prompt_nmse"]), h=_fmt(row["heldout_nmse"]))
+            + (f", validation effects {row['validation_nmse']:.4f}" if val else ""))
 
     net.train()
     with console.progress("train hypernet", total=cfg.steps) as advance, stop_at_step_boundary() as stop_requested:

@@ -96,6 +96,28 @@ def test_mixup_targets_are_the_weighted_sum_of_deltas_and_mixup_trains(library):
     assert meta["history"][-1]["train_nmse"] < meta["history"][0]["train_nmse"]
 
 
+def test_validation_effects_are_held_back_from_training(library):
+    from p2e_cli.errors import P2EError
+
+    cfg = load_recipe("base", OVERRIDES + ["validation_effects=1"])
+    reg, base, names, examples, weights = inputs(library, cfg)
+    seen = []
+    text = TextEncoder("minilm")
+
+    def spy(prompts):
+        seen.extend(prompts)
+        return text(prompts)
+
+    spy.dim = text.dim
+    _, meta = train_hypernet(reg, cfg, base, names, examples, weights, spy, None, None, None)
+    invert = next(e for e in examples if e.effect == "invert")  # the first train effect is held back
+    assert not set(invert.prompts[1:]) & set(seen)  # its training paraphrases are never encoded
+    assert all(row["validation_nmse"] is not None for row in meta["history"])
+    with pytest.raises(P2EError, match="validation_effects 2 leaves none"):
+        train_hypernet(reg, load_recipe("base", OVERRIDES + ["validation_effects=2"]), base, names, examples, weights,
+                       text, None, None, None)
+
+
 def test_fsdp_over_two_processes_trains_the_same_network_as_one_process(cli, library, home):
     """`accelerate launch` with 2 CPU processes (gloo) and sharding=fsdp (FSDP2 shards, gradient
     checkpointing on): each step's batch is split over the processes, and the registered network
