@@ -144,6 +144,12 @@ def canonical_factors(B: torch.Tensor, A: torch.Tensor, alpha: float, r: int | N
     return canonical_from_svd(U, S, V, rank)
 
 
+def low_rank_inner(B1, A1, B2, A2):
+    """<B1·A1, B2·A2>_F without forming either product: tr(A1ᵀB1ᵀB2A2) = Σ (B1ᵀB2) ⊙ (A1A2ᵀ), an
+    (r1×r2) computation. Batched over leading dims: B (..., out, r), A (..., r, in) -> (...)."""
+    return ((B1.mT @ B2) * (A1 @ A2.mT)).sum(dim=(-2, -1))
+
+
 def low_rank_norm(B: torch.Tensor, A: torch.Tensor) -> float:
     """‖B·A‖_F without forming B·A: ‖R_B R_Aᵀ‖_F with B = Q_B R_B and Aᵀ = Q_A R_A (float64)."""
     import torch

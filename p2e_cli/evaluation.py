@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -39,6 +39,12 @@ class EvalOptions:
     seed: int = 0
 
 
+def eval_prompt(spec: fx.Effect) -> str:
+    """The prompt an effect is evaluated with: an unseen paraphrase for a train effect (the
+    hypernetwork never trained on it), the effect's own first prompt for a held-out one."""
+    return spec.heldout_prompts[0] if spec.split == "train" else spec.prompts[0]
+
+
 def references(reg: Registry, base: Record, effects: list[str]) -> dict[str, Record]:
     """The newest reference LoRA of each effect trained for `base` (a shipped world's library is
     registered first, once)."""
@@ -58,8 +64,10 @@ def references(reg: Registry, base: Record, effects: list[str]) -> dict[str, Rec
 def delta_agreement(pred: dict[str, tuple[torch.Tensor, torch.Tensor]], ref: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
     """NMSE ‖ΔWp − ΔWr‖²/‖ΔWr‖² and cosine <ΔWp, ΔWr>/(‖ΔWp‖‖ΔWr‖), summed over layers.
     Factors as {layer: (B, A)} with ΔW = B·A; Gram matrices only (no ΔW is formed)."""
-    def inner(b1, a1, b2, a2) -> float:  # <B1·A1, B2·A2> = tr(A1ᵀB1ᵀB2A2) = Σ (B1ᵀB2) ⊙ (A1A2ᵀ)
-        return float(((b1.T @ b2) * (a1 @ a2.T)).sum())
+    from .canon import low_rank_inner
+
+    def inner(*factors) -> float:
+        return float(low_rank_inner(*factors))
 
     pp = rr = pr = 0.0
     for name, (br, ar) in ref.items():
@@ -101,9 +109,10 @@ def _validation_set(reg: Registry, base: Record, pipe, effect: str, settings: di
 
 
 def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
-             options: EvalOptions | None = None) -> dict[str, Any]:
+             options: EvalOptions | None = None, pipe=None) -> dict[str, Any]:
     """Per-effect figures and their medians (see the module docstring). `generator`: a
-    hypernet.store.Generator, or None to evaluate the reference library alone."""
+    hypernet.store.Generator, or None to evaluate the reference library alone; `pipe`: the base's
+    loaded pipeline, when the caller has one (it is left as it was found)."""
     from .render import Renderer, RenderParams
     from .training import validation_loss
     from .wan import base_settings, load_pipeline
@@ -119,7 +128,7 @@ def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
         raise P2EError(f"no effect to evaluate has a reference LoRA on base {base.name or base.id}",
                        hint="train them first: p2e train lora --all --split all --recipe library-tiny")
     settings = base_settings(base)
-    pipe = load_pipeline(base)
+    pipe = pipe or load_pipeline(base)
     ref_files = {e: read_lora(reg.path(refs[e].files["lora"])) for e in effects}
     names = sorted(next(iter(ref_files.values())).layers)
     rank = max(max(l.ranks) for l in ref_files.values())
@@ -127,7 +136,7 @@ def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
     if generator is not None:
         rank = max(rank, generator.rank)
         spec = [fx.get_effect(e) for e in effects]
-        prompts = {e.name: {"pred": (e.heldout_prompts[0] if e.split == "train" else e.prompts[0]),
+        prompts = {e.name: {"pred": eval_prompt(e),
                             "misaligned": spec[(i + 1) % len(spec)].prompts[0] if len(spec) > 1 else RANDOM_PROMPT,
                             "random": RANDOM_PROMPT} for i, e in enumerate(spec)}
         wanted = sorted({p for v in prompts.values() for p in v.values()})
@@ -195,7 +204,7 @@ def _one(reg, base, pipe, effect, ref_record, ref_lora, prompts, predicted, laye
     return row
 
 
-def finetune_speedup(reg: Registry, base: Record, effects: list[str], generator, cfg) -> list[dict[str, Any]]:
+def finetune_speedup(reg: Registry, base: Record, effects: list[str], generator, cfg, pipe=None) -> list[dict[str, Any]]:
     """The fine-tune speedup on a sample of effects. Per effect, two LoRAs train side by side with
     the LoRA recipe `cfg` (one transformer, routed adapters, identical batches): one from the
     recipe's own start (scratch: how the reference library was trained) and one from the LoRA the
@@ -209,13 +218,12 @@ def finetune_speedup(reg: Registry, base: Record, effects: list[str], generator,
     from .wan import base_settings, layer_table, load_pipeline
 
     settings = base_settings(base)
-    pipe = load_pipeline(base)
+    pipe = pipe or load_pipeline(base)
     names = [layer.name for layer in layer_table(pipe.transformer, cfg.targets)]
     if generator.rank != cfg.rank:
         raise P2EError(f"the hypernetwork writes rank {generator.rank} LoRAs but the fine-tune recipe trains rank {cfg.rank}",
                        hint=f"use a recipe of rank {generator.rank}")
-    prompts = [fx.get_effect(e).prompts[0] if fx.get_effect(e).split != "train" else fx.get_effect(e).heldout_prompts[0]
-               for e in effects]
+    prompts = [eval_prompt(fx.get_effect(e)) for e in effects]
     rows = []
     for effect, prompt, predicted in zip(effects, prompts, generator(prompts)):
         d = gather(reg, effect, cfg, settings)
@@ -355,10 +363,11 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: list[str] = ()) -> dict[str, Any]:
+def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: list[str] = (),
+                  on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train every variant of an AblationsRecipe (reusing a variant's hypernetwork when one with the
     same recipe exists, so an interrupted table continues) and measure each on held-out effects:
-    ΔW NMSE and validation-loss recovery R."""
+    ΔW NMSE and validation-loss recovery R. `on_row` gets the table so far after each variant."""
     import hashlib
     import json
 
@@ -395,6 +404,8 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
                      "heldout_nmse": metrics.get("heldout_nmse"), "unseen_prompt_nmse": metrics.get("unseen_prompt_nmse"),
                      "recovery_heldout": summary.get("recovery_median"), "cosine_heldout": summary.get("cosine_median"),
                      "beats_misaligned": summary.get("beats_misaligned")})
+        if on_row is not None:
+            on_row({"steps": cfg.steps, "rows": rows})
     return {"steps": cfg.steps, "rows": rows}
 
 

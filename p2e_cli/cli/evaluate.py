@@ -54,7 +54,7 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
     from .. import effects as fx
     from ..evaluation import EvalOptions, evaluate, finetune_speedup, headline, plot_report, results_markdown
     from ..registry import open_registry
-    from ..wan import resolve_base
+    from ..wan import load_pipeline, resolve_base
 
     if val_clips < 1:
         raise P2EError(f"--val-clips must be at least 1, got {val_clips}")
@@ -79,11 +79,12 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
         from ..recipes import load_recipe
 
         ft_cfg = load_recipe(finetune_recipe, [f"base={base_record.name or base_record.id}", *finetune_set], kind="lora")
-    report = evaluate(reg, base_record, names, generator, EvalOptions(val_clips=val_clips, render=render))
+    pipe = load_pipeline(base_record)
+    report = evaluate(reg, base_record, names, generator, EvalOptions(val_clips=val_clips, render=render), pipe=pipe)
     if finetune:
         evaluated = [r["effect"] for r in report["effects"]]
         sample = sorted(evaluated, key=lambda e: fx.get_effect(e).split == "train")[:finetune]
-        report["finetune"] = finetune_speedup(reg, base_record, sample, generator, ft_cfg)
+        report["finetune"] = finetune_speedup(reg, base_record, sample, generator, ft_cfg, pipe=pipe)
     report = {**headline(report), **report}
     if out is not None:
         write_pair(out, "report.json", report, "results.md", results_markdown(report))
@@ -120,9 +121,13 @@ def ablations(recipe: str = typer.Option("ablations", "--recipe", help="Ablation
     from ..registry import open_registry
 
     cfg = load_recipe(recipe, [], kind="ablations")
-    table = run_ablations(open_registry(), cfg, base, set_)
-    if out is not None:
-        write_pair(out, "ablations.json", table, "ablations.md", ablations_markdown(table))
+
+    def write(table: dict) -> None:  # after every variant, so a long table shows its rows as they land
+        if out is not None:
+            write_pair(out, "ablations.json", table, "ablations.md", ablations_markdown(table))
+
+    table = run_ablations(open_registry(), cfg, base, set_, on_row=write)
+    write(table)
     console.result(table, lambda: console.out.print(ablations_markdown(table)))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .. import console
+from ..canon import low_rank_inner
 from ..errors import P2EError
 from ..registry import Record, Registry
 from ..schemas import HypernetModel, HypernetRecipe
@@ -30,7 +31,7 @@ def frob2_of_product_difference(b1, a1, b2, a2) -> torch.Tensor:
     U = [B1, −B2], V = [A1; A2]. Shapes (batch, out, r), (batch, r, in)."""
     u = torch.cat([b1, -b2], dim=2)
     v = torch.cat([a1, a2], dim=1)
-    return ((u.transpose(1, 2) @ u) * (v @ v.transpose(1, 2))).sum(dim=(1, 2))
+    return low_rank_inner(u, v, u, v)
 
 
 def delta_nmse(pred: list[tuple[torch.Tensor, torch.Tensor]], target: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -38,7 +39,7 @@ def delta_nmse(pred: list[tuple[torch.Tensor, torch.Tensor]], target: list[tuple
     values = []
     for (pb, pa), (tb, ta) in zip(pred, target):
         err = frob2_of_product_difference(pb, pa, tb, ta)
-        ref = ((tb.transpose(1, 2) @ tb) * (ta @ ta.transpose(1, 2))).sum(dim=(1, 2)).clamp_min(1e-12)
+        ref = low_rank_inner(tb, ta, tb, ta).clamp_min(1e-12)
         values.append(err / ref)
     return torch.stack(values).mean(0)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from p2e_cli.canon import (at_fractions, canonical_factors, canonical_lora, delta_energy_curves, fraction_reaching,
-                           is_canonical, layer_spectrum, low_rank_svd, mix_factors, mix_loras, relative_error,
+                           is_canonical, layer_spectrum, low_rank_inner, low_rank_norm, low_rank_svd, mix_factors, mix_loras, relative_error,
                            spectrum_summary, w0_energy_curve)
 from p2e_cli.errors import P2EError
 from p2e_cli.lora_io import LoraFile, LoraLayer
@@ -258,3 +258,16 @@ def test_isotropic_delta_follows_k_over_n_and_the_summary_reports_the_gap():
     assert fraction_reaching([0.0, 0.1], 0.9, [0.0, 1.0]) is None
     with pytest.raises(P2EError):
         spectrum_summary([])
+
+
+@pytest.mark.parametrize("out,inp,r", SHAPES)
+def test_low_rank_inner_and_norm_match_dense_products(out, inp, r):
+    b1, a1 = factors(out, inp, r, seed=1)
+    b2, a2 = factors(out, inp, r + 1, seed=2)
+    dense = float((b1 @ a1 * (b2 @ a2)).sum())
+    assert float(low_rank_inner(b1, a1, b2, a2)) == pytest.approx(dense, rel=1e-9, abs=1e-12)
+    assert low_rank_norm(b1, a1) == pytest.approx(float(torch.linalg.matrix_norm(b1 @ a1)), rel=1e-9, abs=1e-12)
+    # batched over a leading dim: each row on its own
+    b3, a3 = factors(out, inp, r + 1, seed=3)
+    batched = low_rank_inner(torch.stack([b1, b1]), torch.stack([a1, a1]), torch.stack([b2, b3]), torch.stack([a2, a3]))
+    assert batched.tolist() == pytest.approx([dense, float(low_rank_inner(b1, a1, b3, a3))], rel=1e-12)
