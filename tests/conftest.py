@@ -14,6 +14,11 @@ import pytest
 from p2e_cli import console
 from p2e_cli.registry import set_home
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: the workers share the cores, one torch thread each
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @dataclass
 class Result:

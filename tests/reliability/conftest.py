@@ -23,7 +23,7 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,13 +42,15 @@ class Tally:
     clean: int = 0
     tracebacks: int = 0
     lost: int = 0
-    names: list[str] = field(default_factory=list)
+
+    def add(self, outcome: dict[str, bool]) -> None:
+        self.cases += 1
+        self.clean += outcome["clean"]
+        self.tracebacks += outcome["traceback"]
+        self.lost += outcome["lost"]
 
     def line(self) -> str:
         return f"reliability: {self.cases} cases, {self.clean} clean, {self.tracebacks} tracebacks, {self.lost} lost"
-
-
-TALLY = Tally()
 
 
 @dataclass
@@ -276,11 +278,10 @@ def case(request, tmp_path) -> Case:
             cleanup()
     report = getattr(request.node, "rep_call", None)
     passed = report is not None and report.passed
-    TALLY.cases += 1
-    TALLY.names.append(request.node.name)
-    TALLY.tracebacks += any(r.crashed for r in current.runs)
-    TALLY.lost += bool(lost)
-    TALLY.clean += passed and not lost and not current.problems
+    # carried by the test's teardown report, so the tally also adds up across pytest-xdist workers
+    request.node.user_properties.append(("reliability", {
+        "clean": bool(passed and not lost and not current.problems), "lost": bool(lost),
+        "traceback": any(r.crashed for r in current.runs)}))
     if lost or (passed and current.problems):
         pytest.fail("; ".join(lost + current.problems), pytrace=False)
 
@@ -294,9 +295,16 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if TALLY.cases:
+    tally = Tally()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) == "teardown":
+                for key, outcome in report.user_properties:
+                    if key == "reliability":
+                        tally.add(outcome)
+    if tally.cases:
         terminalreporter.write_sep("-", "reliability")
-        terminalreporter.write_line(TALLY.line())
+        terminalreporter.write_line(tally.line())
 
 
 # -- shared worlds and inputs ----------------------------------------------------------------------
