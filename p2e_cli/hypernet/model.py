@@ -257,9 +257,12 @@ class Predictor(nn.Module):
                 x = layer(x, mask=mask)
         queries = encoded["side_queries"].unsqueeze(0) + prompt
         context = self.readout(queries, context=x, mask=mask)  # (batch, sides, dim)
-        mixing = self.mixing(context).view(batch, len(sides), -1, self.rank)
+        # one (tokens × f) @ (f × batch·rank) GEMM per side; an einsum broadcast the cached features
+        # over the batch first (a copy per prompt): 100 prompts decoded ~30% slower
+        mixing = self.mixing(context).view(batch, len(sides), -1, self.rank).permute(1, 2, 0, 3)
+        mixing = mixing.reshape(len(sides), -1, batch * self.rank)
         features = encoded["features"]
-        return [torch.einsum("tf,bfr->btr", features[s], mixing[:, k]) for k, s in enumerate(sides)]
+        return [(features[s] @ mixing[k]).view(-1, batch, self.rank).transpose(0, 1) for k, s in enumerate(sides)]
 
 
 class Hypernetwork(nn.Module):
