@@ -166,8 +166,10 @@ class WeightTokenizer(nn.Module):
 
     def index_code(self, n: int) -> torch.Tensor:
         """Sinusoidal code of the position i/n inside the layer (rows and columns are ordered)."""
-        position = torch.arange(n, dtype=torch.float32).unsqueeze(1) / n
-        freqs = torch.exp(torch.arange(0, self.config.dim, 2, dtype=torch.float32) * (-math.log(100.0) / self.config.dim))
+        device = self.block.weight.device
+        position = torch.arange(n, dtype=torch.float32, device=device).unsqueeze(1) / n
+        freqs = torch.exp(torch.arange(0, self.config.dim, 2, dtype=torch.float32, device=device)
+                          * (-math.log(100.0) / self.config.dim))
         angles = 2 * math.pi * position * freqs * n ** 0.5
         return torch.cat([angles.sin(), angles.cos()], dim=1)[:, : self.config.dim]
 
@@ -183,9 +185,10 @@ class WeightTokenizer(nn.Module):
                 content = self.project[str(matrix.shape[1])](matrix)
             elif self.config.conditioning == "noise":  # a fixed random stand-in for W0 (ablation)
                 g = torch.Generator().manual_seed(name_seed("noise-tokens", spec.name, side))
-                content = self.project[str(matrix.shape[1])](torch.randn(matrix.shape, generator=g) * matrix.std())
+                noise = torch.randn(matrix.shape, generator=g).to(matrix.device)
+                content = self.project[str(matrix.shape[1])](noise * matrix.std())
             else:  # "none": no weight content at all, only where the token is
-                content = torch.zeros(matrix.shape[0], self.config.dim)
+                content = matrix.new_zeros(matrix.shape[0], self.config.dim)
             tokens.append(content + tag + self.side.weight[side] + self.index_code(matrix.shape[0]))
         return torch.cat(tokens)
 

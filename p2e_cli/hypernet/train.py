@@ -10,6 +10,7 @@ train effects held back from training (to choose settings without looking at hel
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict
 from typing import Any
 
@@ -95,8 +96,8 @@ def build_network(cfg: HypernetRecipe, layers: list[LayerSpec], rank: int, text_
     net = Hypernetwork(config, layers)
     with torch.no_grad():  # output units: each layer's typical factor size over the train library
         for i in range(len(layers)):
-            net.scale_b[i] = torch.stack([e.factors[i][0] for e in train]).pow(2).mean().sqrt().clamp_min(1e-8)
-            net.scale_a[i] = torch.stack([e.factors[i][1] for e in train]).pow(2).mean().sqrt().clamp_min(1e-8)
+            net.scale_b[i] = float(torch.stack([e.factors[i][0] for e in train]).pow(2).mean().sqrt().clamp_min(1e-8))
+            net.scale_a[i] = float(torch.stack([e.factors[i][1] for e in train]).pow(2).mean().sqrt().clamp_min(1e-8))
     return net
 
 
@@ -123,7 +124,10 @@ class Texts:
             tokens.append(torch.cat([t for t, _ in picked]))
             weights.append(torch.cat([torch.full((len(t),), w) for t, w in picked]))
         embeds = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True)
-        return embeds, torch.nn.utils.rnn.pad_sequence(weights, batch_first=True)
+        return embeds, torch.nn.utils.rnn.pad_sequence(weights, batch_first=True).to(embeds.device)
+
+    def to(self, device) -> None:
+        self.embeds, self.mask = self.embeds.to(device), self.mask.to(device)
 
 
 @torch.no_grad()
@@ -174,6 +178,9 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
 
     accelerator = make_accelerator(cfg.mixed_precision)
     rank_, world = accelerator.process_index, accelerator.num_processes
+    device = accelerator.device  # targets and prompt embeddings live there (W0 stays put: the tokenizer moves each layer)
+    examples = [dataclasses.replace(e, factors=[(b.to(device), a.to(device)) for b, a in e.factors]) for e in examples]
+    texts.to(device)
     sharded = cfg.sharding == "fsdp" and world > 1
     meta: dict[str, Any] = {"step": 0, "history": []}
     if resume is not None:
@@ -209,7 +216,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             out = net(weights, embeds, token_weights)
         pred = [(b.float(), a.float()) for b, a in out]
         target = mixed_targets(examples, [[(e, w) for e, _, w in row] for row in rows])
-        return hypernet_loss(model, pred, target, cfg, plain=torch.tensor([len(row) == 1 for row in rows]))
+        return hypernet_loss(model, pred, target, cfg, plain=torch.tensor([len(row) == 1 for row in rows], device=device))
 
     def save(step: int) -> None:
         if checkpoint is None and not sharded:
