@@ -401,6 +401,7 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
         summary = report["summary"].get("heldout", {})
         metrics = record.data.get("metrics", {})
         rows.append({"variant": variant, "overrides": changes, "hypernet": record.id,
+                     "validation_nmse": metrics.get("validation_nmse"),
                      "heldout_nmse": metrics.get("heldout_nmse"), "unseen_prompt_nmse": metrics.get("unseen_prompt_nmse"),
                      "recovery_heldout": summary.get("recovery_median"), "cosine_heldout": summary.get("cosine_median"),
                      "beats_misaligned": summary.get("beats_misaligned")})
@@ -411,6 +412,8 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
 
 def ablations_markdown(table: dict[str, Any]) -> str:
     cols = ["heldout_nmse", "unseen_prompt_nmse", "recovery_heldout", "cosine_heldout", "beats_misaligned"]
+    if any(r.get("validation_nmse") is not None for r in table["rows"]):  # variants with validation_effects
+        cols.insert(0, "validation_nmse")
     lines = [f"# Ablations ({table['steps']} training steps each; held-out effects)", "",
              "| variant | overrides | " + " | ".join(cols) + " |", "| --- | --- |" + " --- |" * len(cols)]
     for r in table["rows"]:

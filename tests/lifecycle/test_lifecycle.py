@@ -91,14 +91,16 @@ def test_clips_to_video(cli, tmp_path):
 
     recipe = tmp_path / "ablations.yaml"
     recipe.write_text("kind: ablations\nhypernet: base\nsteps: 4\nval_clips: 1\n"
-                      "variants:\n  full: []\n  no-weights: [model.conditioning=none]\n")
+                      "variants:\n  full: []\n  no-weights: [model.conditioning=none, validation_effects=1]\n")
     table = cli("eval", "ablations", "--recipe", recipe, "--base", "micro", "-o", tmp_path / "abl", "--json",
                 *sets([o for o in HYPERNET if not o.startswith("steps")]))
     assert table.code == 0, table.stderr
     rows = table.json()["rows"]
     assert [r["variant"] for r in rows] == ["full", "no-weights"]
     assert all(r["heldout_nmse"] is not None and r["recovery_heldout"] is not None for r in rows)
-    assert "| no-weights |" in (tmp_path / "abl" / "ablations.md").read_text()
+    assert rows[0]["validation_nmse"] is None and rows[1]["validation_nmse"] is not None
+    markdown = (tmp_path / "abl" / "ablations.md").read_text()
+    assert "| no-weights |" in markdown and "validation_nmse" in markdown
     again = cli("eval", "ablations", "--recipe", recipe, "--base", "micro", "--json",
                 *sets([o for o in HYPERNET if not o.startswith("steps")]))
     assert [r["hypernet"] for r in again.json()["rows"]] == [r["hypernet"] for r in rows]  # reused, not retrained
