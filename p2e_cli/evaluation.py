@@ -15,6 +15,7 @@ All LoRAs are applied as routed adapters of one loaded transformer (adapters.Sta
 from __future__ import annotations
 
 import dataclasses
+import re
 import statistics
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -61,23 +62,37 @@ def references(reg: Registry, base: Record, effects: list[str]) -> dict[str, Rec
     return found
 
 
-def delta_agreement(pred: dict[str, tuple[torch.Tensor, torch.Tensor]], ref: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-    """NMSE ‖ΔWp − ΔWr‖²/‖ΔWr‖² and cosine <ΔWp, ΔWr>/(‖ΔWp‖‖ΔWr‖), summed over layers.
-    Factors as {layer: (B, A)} with ΔW = B·A; Gram matrices only (no ΔW is formed)."""
+def block_of(layer: str) -> str:
+    """The transformer block a layer name sits in ("blocks.3", "transformer_2.blocks.3"), or "other"."""
+    match = re.match(r"(.*?blocks\.\d+)\.", layer)
+    return match.group(1) if match else "other"
+
+
+def delta_agreement(pred: dict[str, tuple[torch.Tensor, torch.Tensor]], ref: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
+    """NMSE ‖ΔWp − ΔWr‖²/‖ΔWr‖² and cosine <ΔWp, ΔWr>/(‖ΔWp‖‖ΔWr‖), summed over layers, and the
+    NMSE per transformer block (`nmse_blocks`). Factors as {layer: (B, A)} with ΔW = B·A; Gram
+    matrices only (no ΔW is formed)."""
     from .canon import low_rank_inner
 
-    def inner(*factors) -> float:
-        return float(low_rank_inner(*factors))
-
-    pp = rr = pr = 0.0
+    sums: dict[str, list[float]] = {}  # block -> [pp, rr, pr]
     for name, (br, ar) in ref.items():
         bp, ap = pred[name]
         bp, ap, br, ar = (t.double() for t in (bp, ap, br, ar))
-        pp += inner(bp, ap, bp, ap)
-        rr += inner(br, ar, br, ar)
-        pr += inner(bp, ap, br, ar)
-    nmse = (pp + rr - 2 * pr) / max(rr, 1e-30)
-    return {"nmse": nmse, "cosine": pr / max((pp * rr) ** 0.5, 1e-30)}
+        terms = [float(low_rank_inner(*f)) for f in ((bp, ap, bp, ap), (br, ar, br, ar), (bp, ap, br, ar))]
+        block = sums.setdefault(block_of(name), [0.0, 0.0, 0.0])
+        for k, value in enumerate(terms):
+            block[k] += value
+
+    def nmse(pp: float, rr: float, pr: float) -> float:
+        return (pp + rr - 2 * pr) / max(rr, 1e-30)
+
+    pp, rr, pr = (sum(v[k] for v in sums.values()) for k in range(3))
+    return {"nmse": nmse(pp, rr, pr), "cosine": pr / max((pp * rr) ** 0.5, 1e-30),
+            "nmse_blocks": {block: nmse(*v) for block, v in sorted(sums.items(), key=lambda kv: _natural(kv[0]))}}
+
+
+def _natural(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def _scaled(lora) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -141,6 +156,7 @@ def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
                             "random": RANDOM_PROMPT} for i, e in enumerate(spec)}
         wanted = sorted({p for v in prompts.values() for p in v.values()})
         predicted = dict(zip(wanted, generator(wanted)))
+    w0 = {n: pipe.transformer.get_submodule(n).weight.detach() for n in names} if generator is not None else {}
     layers = adapters.inject(pipe.transformer, names, [options.seed] * len(SLOTS), rank, float(rank))
     renderer = Renderer(base, pipe=pipe) if options.render else None
     rows = []
@@ -152,7 +168,26 @@ def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
                 advance()
     finally:
         adapters.remove(pipe.transformer, layers)
-    return {"base": base.id, "base_name": base.name, "effects": rows, "summary": summarize(rows)}
+    report = {"base": base.id, "base_name": base.name, "effects": rows, "summary": summarize(rows)}
+    if generator is not None:
+        report["spectrum"] = {split: spectrum_gap(w0, [(predicted[prompts[r["effect"]]["pred"]], _scaled(ref_files[r["effect"]]))
+                                                       for r in rows if split == "all" or r["split"] == split])
+                              for split in report["summary"]}
+    return report
+
+
+def spectrum_gap(w0: dict[str, torch.Tensor], pairs: list[tuple[dict, dict]]) -> dict[str, Any]:
+    """Where the predicted and the reference ΔWs put their energy in W0's singular basis: the mean
+    curves of canon.layer_spectrum (the p2e canon spectrum figure) for each. pairs: one
+    (predicted, reference) per effect, each {layer: (B, A)} with ΔW = B·A."""
+    from .canon import layer_spectrum, spectrum_summary
+
+    out = {}
+    for kind, k in (("reference", 1), ("predicted", 0)):
+        layers = [layer_spectrum(name, w, [(pair[k][name][0], pair[k][name][1], 1.0) for pair in pairs])
+                  for name, w in w0.items()]
+        out[kind] = spectrum_summary([layer for layer in layers if layer is not None])
+    return out
 
 
 def _one(reg, base, pipe, effect, ref_record, ref_lora, prompts, predicted, layers, rank, settings, options, renderer,
@@ -263,8 +298,9 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def plot_report(report: dict[str, Any], out) -> list:
-    """PNGs in `out`: recovery R per effect (train and held-out), and the fine-tune curves (scratch
-    vs from the prediction). Returns the paths written."""
+    """PNGs in `out`: recovery R per effect (train and held-out), the fine-tune curves (scratch vs
+    from the prediction), and the spectrum gap (predicted vs reference ΔW in W0's singular basis).
+    Returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,6 +337,25 @@ def plot_report(report: dict[str, Any], out) -> list:
         fig.savefig(out / "finetune.png", dpi=150)
         plt.close(fig)
         written.append(out / "finetune.png")
+    spectra = {split: v for split, v in report.get("spectrum", {}).items() if split != "all"}
+    if spectra:
+        fig, axes = plt.subplots(1, len(spectra), figsize=(4.2 * len(spectra), 3.6), squeeze=False)
+        for ax, (split, v) in zip(axes[0], spectra.items()):
+            x = v["reference"]["fractions"]
+            ax.plot(x, v["reference"]["w0"], color="tab:blue", lw=1.5, label="W0")
+            ax.plot(x, v["reference"]["delta_left"], color="tab:red", lw=2, label="reference ΔW")
+            ax.plot(x, v["predicted"]["delta_left"], color="tab:green", lw=2, ls="--", label="predicted ΔW")
+            ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":")
+            ax.set_title(f"{split} effects", fontsize=9)
+            ax.set_xlabel("k / min(out, in)")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("energy in W0's top-k left subspace")
+        axes[0][0].legend(fontsize=7, loc="lower right")
+        fig.suptitle("spectrum gap: where predicted vs reference ΔW put their energy", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / "spectrum.png", dpi=150)
+        plt.close(fig)
+        written.append(out / "spectrum.png")
     return written
 
 
@@ -330,7 +385,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                      beats_misaligned=_fraction([r["beats_misaligned"] for r in part]),
                      beats_random=_fraction([r["beats_random"] for r in part]),
                      pred_render_better=_fraction([r.get("pred_render_better") for r in part]),
-                     render_recovery_median=_median([r.get("render_recovery") for r in part]))
+                     render_recovery_median=_median([r.get("render_recovery") for r in part]),
+                     nmse_block_medians={b: _median([r["nmse_blocks"][b] for r in part]) for b in part[0]["nmse_blocks"]})
         out[split] = s
     return out
 
@@ -341,10 +397,22 @@ def results_markdown(report: dict[str, Any]) -> str:
     top = {k: report.get(k) for k in ("recovery_train", "recovery_heldout", "nmse_heldout", "finetune_speedup")}
     lines += ["| " + " | ".join(top) + " |", "|" + " --- |" * len(top), "| " + " | ".join(_cell(v) for v in top.values()) + " |"]
     lines += ["", "## Summary", ""]
-    keys = sorted({k for s in report["summary"].values() for k in s})
+    keys = sorted({k for s in report["summary"].values() for k, v in s.items() if not isinstance(v, dict)})
     lines += ["| split | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
     for split, s in report["summary"].items():
         lines.append(f"| {split} | " + " | ".join(_cell(s.get(k)) for k in keys) + " |")
+    blocks = {split: s["nmse_block_medians"] for split, s in report["summary"].items() if s.get("nmse_block_medians")}
+    if blocks:
+        names = list(next(iter(blocks.values())))
+        lines += ["", "## ΔW NMSE per block (median over effects)", "", "| split | " + " | ".join(names) + " |",
+                  "| --- |" + " --- |" * len(names)]
+        lines += [f"| {split} | " + " | ".join(_cell(v.get(n)) for n in names) + " |" for split, v in blocks.items()]
+    if report.get("spectrum"):
+        lines += ["", "## Spectrum gap (k/n where ΔW reaches 50% / 90% of its energy in W0's top-k left subspace)", "",
+                  "| split | reference k50 | predicted k50 | reference k90 | predicted k90 |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {split} | " + " | ".join(_cell(v[kind][f"delta_left_{k}"]) for k in ("k50", "k90")
+                                                 for kind in ("reference", "predicted")) + " |"
+                  for split, v in report["spectrum"].items()]
     if report.get("finetune"):
         cols = ["prompt", "base_loss", "target_loss", "steps_scratch", "steps_init", "speedup", "bound"]
         lines += ["", "## Fine-tune speedup", "", "| effect | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]

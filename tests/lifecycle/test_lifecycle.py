@@ -67,7 +67,11 @@ def test_clips_to_video(cli, tmp_path):
     assert (tuned["speedup"] is None) == (tuned["steps_scratch"] == 0) and (tuned["speedup"] or 1) > 0
     assert [s for s, _ in tuned["curve_init"]] == [0, 2, 4, 6] and tuned["curve_scratch"][-1][1] == tuned["target_loss"]
     assert {"recovery_train", "recovery_heldout", "nmse_heldout", "finetune_speedup"} <= set(report)
-    assert (report_dir / "recovery.png").stat().st_size > 0 and (report_dir / "finetune.png").stat().st_size > 0
+    assert all((report_dir / f"{name}.png").stat().st_size > 0 for name in ("recovery", "finetune", "spectrum"))
+    gap = report["spectrum"]["heldout"]
+    assert len(gap["reference"]["delta_left"]) == len(gap["predicted"]["delta_left"]) > 2
+    assert set(report["effects"][0]["nmse_blocks"]) == {"blocks.0", "blocks.1"}  # the micro world's blocks
+    assert "Spectrum gap" in (report_dir / "results.md").read_text()
     assert [r["effect"] for r in report["effects"]] == EFFECTS
     for row in report["effects"]:
         assert row["L0"] > 0 and row["L_ref"] > 0 and {"recovery", "nmse", "cosine", "mse_base", "mse_ref", "mse_pred",

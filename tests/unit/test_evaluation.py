@@ -17,3 +17,18 @@ def test_delta_agreement_matches_the_dense_nmse_and_cosine():
     assert abs(got["cosine"] - float(dp @ dr / (dp.norm() * dr.norm()))) < 1e-9
     same = delta_agreement(ref, ref)
     assert abs(same["nmse"]) < 1e-9 and abs(same["cosine"] - 1) < 1e-9
+
+
+def test_delta_agreement_per_block_matches_dense():
+    g = torch.Generator().manual_seed(1)
+    shapes = {"blocks.0.attn1.to_q": (6, 5), "blocks.0.ffn.net.2": (5, 9), "blocks.10.attn2.to_k": (6, 5),
+              "blocks.2.attn1.to_q": (6, 5)}
+    pred = {n: (torch.randn(o, 3, generator=g), torch.randn(3, i, generator=g)) for n, (o, i) in shapes.items()}
+    ref = {n: (torch.randn(o, 2, generator=g), torch.randn(2, i, generator=g)) for n, (o, i) in shapes.items()}
+    got = delta_agreement(pred, ref)["nmse_blocks"]
+    assert list(got) == ["blocks.0", "blocks.2", "blocks.10"]  # in block order
+    for block, value in got.items():
+        names = [n for n in shapes if n.startswith(block + ".")]
+        dp = torch.cat([(pred[n][0].double() @ pred[n][1].double()).flatten() for n in names])
+        dr = torch.cat([(ref[n][0].double() @ ref[n][1].double()).flatten() for n in names])
+        assert abs(value - float((dp - dr).pow(2).sum() / dr.pow(2).sum())) < 1e-9
