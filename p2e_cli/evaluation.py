@@ -4,9 +4,12 @@ For each library effect with a reference LoRA on the base, on clips of held-out 
 - validation flow-matching losses with fixed noise and timesteps (training.validation_loss):
   L0 (bare base), L_ref (reference LoRA), and with a hypernetwork L_pred (its LoRA for an unseen
   paraphrase, or for a held-out effect's prompt), recovery R = (L0 - L_pred) / (L0 - L_ref), and
-  two controls: the LoRA generated from another effect's prompt (misaligned) and from a random
-  string; the right prompt's LoRA must beat both, or the hypernetwork is not reading the prompt;
-- ΔW agreement of predicted vs reference: NMSE and cosine over all layers;
+  three controls: the LoRA generated from another effect's prompt (misaligned), from a random
+  string, and the prompt-blind mean of the train library's references (what a network ignoring
+  the prompt could at best write); the right prompt's LoRA must beat them, or the hypernetwork
+  is not reading the prompt;
+- ΔW agreement of predicted vs reference: NMSE and cosine over all layers, NMSE per block, and
+  the spectrum gap (where each puts its energy in W0's singular basis);
 - render alignment: MSE to the procedural ground truth of clips rendered from the held-out photo's
   first frame with the same seed: base, reference, predicted.
 All LoRAs are applied as routed adapters of one loaded transformer (adapters.StackedLoRA).
@@ -30,7 +33,9 @@ from .lora_io import read_lora
 from .registry import Record, Registry
 
 RANDOM_PROMPT = "qorvex plimb taduk snerf"  # a fixed random string: the no-information control
-SLOTS = ("ref", "pred", "misaligned", "random")
+LIBRARY_MEAN = "<mean of the hypernetwork's train library>"  # the prompt-blind control: not a prompt, one LoRA for all
+SLOTS = ("ref", "pred", "misaligned", "random", "mean")
+CONTROLS = ("misaligned", "random", "mean")
 
 
 @dataclass
@@ -156,6 +161,11 @@ def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
                             "random": RANDOM_PROMPT} for i, e in enumerate(spec)}
         wanted = sorted({p for v in prompts.values() for p in v.values()})
         predicted = dict(zip(wanted, generator(wanted)))
+        mean = library_mean(reg, base, [effect for effect, _ in generator.meta["library"]], rank)
+        if mean is not None:
+            predicted[LIBRARY_MEAN] = mean
+            for v in prompts.values():
+                v["mean"] = LIBRARY_MEAN
     w0 = {n: pipe.transformer.get_submodule(n).weight.detach() for n in names} if generator is not None else {}
     layers = adapters.inject(pipe.transformer, names, [options.seed] * len(SLOTS), rank, float(rank))
     renderer = Renderer(base, pipe=pipe) if options.render else None
@@ -174,6 +184,23 @@ def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
                                                        for r in rows if split == "all" or r["split"] == split])
                               for split in report["summary"]}
     return report
+
+
+def library_mean(reg: Registry, base: Record, effects: list[str], rank: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
+    """The prompt-blind control: the mean ΔW of the reference LoRAs of `effects` (the effects the
+    hypernetwork learned), as the best rank-`rank` LoRA per layer: what a network that ignored
+    the prompt could at best write. None when none of them has a reference."""
+    from .canon import mix_factors
+
+    refs = references(reg, base, effects)
+    if not refs:
+        return None
+    files = [_scaled(read_lora(reg.path(record.files["lora"]))) for record in refs.values()]
+    out = {}
+    for name in files[0]:
+        b, a, _ = mix_factors([(f[name][0], f[name][1], 1.0 / len(files)) for f in files], rank)
+        out[name] = (b.float(), a.float())
+    return out
 
 
 def spectrum_gap(w0: dict[str, torch.Tensor], pairs: list[tuple[dict, dict]]) -> dict[str, Any]:
@@ -196,8 +223,9 @@ def _one(reg, base, pipe, effect, ref_record, ref_lora, prompts, predicted, laye
     clips, latents, text = _validation_set(reg, base, pipe, effect, settings, options)
     factors = {"ref": _scaled(ref_lora)}
     if prompts:
-        for slot in ("pred", "misaligned", "random"):
-            factors[slot] = {n: (b, a) for n, (b, a) in predicted[prompts[slot]].items()}
+        for slot in ("pred", *CONTROLS):
+            if slot in prompts:
+                factors[slot] = {n: (b, a) for n, (b, a) in predicted[prompts[slot]].items()}
     for slot, values in factors.items():
         _load(layers, SLOTS.index(slot), values, rank)
 
@@ -220,6 +248,9 @@ def _one(reg, base, pipe, effect, ref_record, ref_lora, prompts, predicted, laye
         row["prompts"] = prompts
         row["beats_misaligned"] = row["L_pred"] < row["L_misaligned"]
         row["beats_random"] = row["L_pred"] < row["L_random"]
+        if "mean" in factors:
+            row["recovery_mean"] = (row["L0"] - row["L_mean"]) / gap if gap > 0 else None
+            row["beats_mean"] = row["L_pred"] < row["L_mean"]
         row.update(delta_agreement(factors["pred"], factors["ref"]))
     if renderer is not None:
         truth = curate.load_clip(reg, clips[0]).astype(np.float64)
@@ -384,6 +415,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                      nmse_median=_median([r["nmse"] for r in part]), cosine_median=_median([r["cosine"] for r in part]),
                      beats_misaligned=_fraction([r["beats_misaligned"] for r in part]),
                      beats_random=_fraction([r["beats_random"] for r in part]),
+                     beats_mean=_fraction([r.get("beats_mean") for r in part]),
+                     recovery_mean_median=_median([r.get("recovery_mean") for r in part]),
                      pred_render_better=_fraction([r.get("pred_render_better") for r in part]),
                      render_recovery_median=_median([r.get("render_recovery") for r in part]),
                      nmse_block_medians={b: _median([r["nmse_blocks"][b] for r in part]) for b in part[0]["nmse_blocks"]})
@@ -418,7 +451,7 @@ def results_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Fine-tune speedup", "", "| effect | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
         lines += [f"| {r['effect']} | " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in report["finetune"]]
     cols = [c for c in ("split", "L0", "L_ref", "L_pred", "ref_ratio", "recovery", "nmse", "cosine", "L_misaligned",
-                        "L_random", "mse_base", "mse_ref", "mse_pred") if c in report["effects"][0]]
+                        "L_random", "L_mean", "recovery_mean", "mse_base", "mse_ref", "mse_pred") if c in report["effects"][0]]
     lines += ["", "## Per effect", "", "| effect | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
     for r in report["effects"]:
         lines.append(f"| {r['effect']} | " + " | ".join(_cell(r.get(c)) for c in cols) + " |")

@@ -182,7 +182,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
     examples = [dataclasses.replace(e, factors=[(b.to(device), a.to(device)) for b, a in e.factors]) for e in examples]
     texts.to(device)
     sharded = cfg.sharding == "fsdp" and world > 1
-    meta: dict[str, Any] = {"step": 0, "history": []}
+    meta: dict[str, Any] = {"step": 0, "history": [], "validation_effects": [examples[i].effect for i in val]}
     if resume is not None:
         net.load_state_dict(resume["tensors"])
         meta = resume["meta"]
@@ -330,7 +330,8 @@ def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record | Non
     if not state.is_main_process:
         state.wait_for_everyone()
         return None
-    train = [e for e in examples if e.split == "train"]
+    # what the network learned: the train effects less those held back for validation
+    train = [e for e in examples if e.split == "train" and e.effect not in meta.get("validation_effects", [])]
     final = meta["history"][-1] if meta["history"] else {}
     with reg.artifact(".safetensors") as pending:
         save_hypernet(pending.path, net, text_encoder=cfg.text_encoder, layer_table=base.data["layer_table"],
@@ -340,6 +341,7 @@ def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record | Non
         "base": base.id, "base_name": base.name, "layer_table": base.data["layer_table"], "recipe": asdict(cfg),
         "run": run.id, "library": [e.record for e in examples], "dataset": library, "rank": net.config.rank,
         "layers": len(names), "parameters": sum(p.numel() for p in net.parameters()), "metrics": final,
+        "validation_effects": meta.get("validation_effects", []),
         "history": meta["history"]})
     reg.update(run.id, data={"status": "done", "checkpoint": None, "hypernet": record.id})
     state.wait_for_everyone()

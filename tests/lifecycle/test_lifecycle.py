@@ -75,7 +75,9 @@ def test_clips_to_video(cli, tmp_path):
     assert [r["effect"] for r in report["effects"]] == EFFECTS
     for row in report["effects"]:
         assert row["L0"] > 0 and row["L_ref"] > 0 and {"recovery", "nmse", "cosine", "mse_base", "mse_ref", "mse_pred",
-                                                        "beats_misaligned", "beats_random"} <= set(row)
+                                                        "beats_misaligned", "beats_random", "beats_mean"} <= set(row)
+        assert row["L_mean"] > 0 and row["prompts"]["mean"].startswith("<mean")  # the prompt-blind control
+    assert report["summary"]["all"]["beats_mean"] is not None
     assert set(report["summary"]) == {"train", "heldout", "all"}
     assert (report_dir / "results.md").read_text().startswith("# Evaluation on base micro")
     reference_only = cli("eval", "run", "--base", "micro", "--effect", "melt", "--val-clips", "1", "--reference-only",

@@ -113,6 +113,7 @@ def test_validation_effects_are_held_back_from_training(library):
     invert = next(e for e in examples if e.effect == "invert")  # the first train effect is held back
     assert not set(invert.prompts[1:]) & set(seen)  # its training paraphrases are never encoded
     assert all(row["validation_nmse"] is not None for row in meta["history"])
+    assert meta["validation_effects"] == ["invert"]  # recorded, so the saved library leaves it out
     with pytest.raises(P2EError, match="validation_effects 2 leaves none"):
         train_hypernet(reg, load_recipe("base", OVERRIDES + ["validation_effects=2"]), base, names, examples, weights,
                        text, None, None, None)
