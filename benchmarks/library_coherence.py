@@ -69,16 +69,19 @@ def oracles(flat: torch.Tensor, index: dict[str, int], train: list[str], heldout
     t = [index[e] for e in train]
     g_tt = gram[t][:, t]
     ridge = g_tt + 1e-6 * g_tt.trace() / len(t) * torch.eye(len(t), dtype=gram.dtype)
-    scaled, span = [], []
+    scaled, span, blind = [], [], []
+    mean = flat[t].mean(0)
     for e in heldout:
         h = index[e]
+        blind.append(float((mean - flat[h]).pow(2).sum() / flat[h].pow(2).sum()))
         g, rr = gram[t, h], float(gram[h, h])
         scaled.append(min(1 - float(g[j]) ** 2 / (float(g_tt[j, j]) * rr) for j in range(len(t))))
         w = torch.linalg.solve(ridge, g)
         span.append(float(w @ g_tt @ w - 2 * w @ g + rr) / rr)
     if heldout:
-        print(f"held-out oracles (NMSE, all layers): best train ΔW at its best scale median {st.median(scaled):.3f}, "
-              f"best combination of all {len(t)} train ΔWs median {st.median(span):.3f}")
+        print(f"held-out, NMSE over all layers: the mean train ΔW median {st.median(blind):.3f}; oracles: best train "
+              f"ΔW at its best scale median {st.median(scaled):.3f}, best combination of all {len(t)} train ΔWs "
+              f"median {st.median(span):.3f}")
 
     def nmse(parts: list[str], weights: list[float], target: str) -> float:
         p = sum(w * flat[index[e]] for e, w in zip(parts, weights))
