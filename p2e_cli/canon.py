@@ -58,6 +58,25 @@ def low_rank_svd(B: torch.Tensor, A: torch.Tensor, scale: float = 1.0) -> tuple[
     return q_b @ u_c, s, q_a @ v_ch.T
 
 
+def truncate(B: torch.Tensor, A: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best rank-`rank` factors (U·S^½, S^½·Vᵀ) of B·A, batched over leading dims: B (..., out, k),
+    A (..., k, in) with k >= rank, via the same QR + small SVD as low_rank_svd (float64 inside,
+    the input dtype out). Signs are not fixed: canonical_factors does that for a file."""
+    import torch
+
+    q_b, r_b = torch.linalg.qr(B.to(torch.float64))
+    q_a, r_a = torch.linalg.qr(A.to(torch.float64).mT)
+    u_c, s, v_ch = torch.linalg.svd(r_b @ r_a.mT, full_matrices=False)
+    root = s[..., :rank].sqrt()
+    b = (q_b @ u_c[..., :rank]) * root.unsqueeze(-2)
+    a = root.unsqueeze(-1) * (v_ch[..., :rank, :] @ q_a.mT)
+    if b.shape[-1] < rank:  # a layer narrower than `rank`: zero pairs pad it
+        pad = rank - b.shape[-1]
+        b = torch.cat([b, b.new_zeros(*b.shape[:-1], pad)], dim=-1)
+        a = torch.cat([a, a.new_zeros(*a.shape[:-2], pad, a.shape[-1])], dim=-2)
+    return b.to(B.dtype), a.to(A.dtype)
+
+
 def numerical_zero(s: torch.Tensor, shape: tuple[int, int]) -> float:
     """The threshold below which a singular value of an (out, in) product is zero:
     s₀·max(out, in)·eps₆₄ (numpy's matrix_rank default)."""

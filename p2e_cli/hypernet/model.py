@@ -59,6 +59,8 @@ class HypernetConfig:
     # so it bounds how many distinct (layer side, effect) targets fit: on the tiny library the top
     # 128 / 512 / 1024 principal directions of those targets hold 45% / 82% / 95% of their energy
     head_dim: int = 0
+    # rank of the stored prior (the train library's mean ΔW) that outputs are shrunk toward; 0: none
+    prior_rank: int = 0
 
     @property
     def features(self) -> int:
@@ -284,6 +286,11 @@ class Hypernetwork(nn.Module):
         # per-layer output scale: the network predicts factors in units of the library's typical size
         self.register_buffer("scale_b", torch.ones(len(layers)))
         self.register_buffer("scale_a", torch.ones(len(layers)))
+        if config.prior_rank:  # shrinkage toward the library mean (set after training; α = 1 leaves outputs as they are)
+            for i, spec in enumerate(layers):
+                self.register_buffer(f"prior_b_{i}", torch.zeros(spec.out_features, config.prior_rank))
+                self.register_buffer(f"prior_a_{i}", torch.zeros(config.prior_rank, spec.in_features))
+            self.register_buffer("shrink", torch.ones(()))
 
     def token_groups(self) -> list[list[int]]:
         """Which layers each predictor handles (all of them, or one block each)."""
@@ -317,6 +324,24 @@ class Hypernetwork(nn.Module):
             return self.encode_parts([torch.utils.checkpoint.checkpoint(self.encode_layer, i, w, use_reentrant=False)
                                       for i, w in enumerate(weights)])
         return self.encode_parts([self.encode_layer(i, w) for i, w in enumerate(weights)])
+
+    def prior(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer i's stored prior factors (B (out, prior_rank), A (prior_rank, in))."""
+        return getattr(self, f"prior_b_{i}"), getattr(self, f"prior_a_{i}")
+
+    def shrunk(self, factors: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """α·ΔW + (1 − α)·prior per layer, as stacked factors of rank r + prior_rank (no SVD):
+        B = [α·B | (1 − α)·B_prior], A = [A; A_prior]. Unchanged without a prior."""
+        if not self.config.prior_rank:
+            return factors
+        alpha = self.shrink
+        out = []
+        for i, (b, a) in enumerate(factors):
+            pb, pa = self.prior(i)
+            n = b.shape[0]
+            out.append((torch.cat([alpha * b, ((1 - alpha) * pb).expand(n, *pb.shape)], dim=2),
+                        torch.cat([a, pa.expand(n, *pa.shape)], dim=1)))
+        return out
 
     def forward(self, encoded: list[dict[str, torch.Tensor]] | list[torch.Tensor], text: torch.Tensor,
                 text_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:

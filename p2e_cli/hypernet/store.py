@@ -157,6 +157,10 @@ class Generator:
         """One {layer name: (B (out, r), A (r, in))} per prompt, ΔW = B·A (alpha = rank)."""
         embeds, mask = self.text(prompts)
         factors = self.net(self.encoded, embeds, mask)
+        if self.net.config.prior_rank:  # shrunk toward the library mean: back to rank r, best approximation
+            from ..canon import truncate
+
+            factors = [truncate(b, a, self.rank) for b, a in self.net.shrunk(factors)]
         return [{name: (b[i], a[i]) for name, (b, a) in zip(self.names, factors)} for i in range(len(prompts))]
 
     def nearest(self, prompts: list[str], k: int = 3) -> list[list[tuple[str, float]]]:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .. import console
-from ..canon import low_rank_inner
+from ..canon import low_rank_inner, mix_factors, truncate
 from ..errors import P2EError
 from ..registry import Record, Registry
 from ..schemas import HypernetModel, HypernetRecipe
@@ -91,7 +91,7 @@ def network_config(m: HypernetModel, layers: list[LayerSpec], rank: int, text_di
 
 def build_network(cfg: HypernetRecipe, layers: list[LayerSpec], rank: int, text_dim: int,
                   train: list[Example]) -> Hypernetwork:
-    config = network_config(cfg.model, layers, rank, text_dim)
+    config = dataclasses.replace(network_config(cfg.model, layers, rank, text_dim), prior_rank=cfg.shrink_rank)
     torch.manual_seed(cfg.seed)
     net = Hypernetwork(config, layers)
     with torch.no_grad():  # output units: each layer's typical factor size over the train library
@@ -164,6 +164,11 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
     n_val = cfg.validation_effects
     if n_val and n_val >= len(train):
         raise P2EError(f"validation_effects {n_val} leaves none of the {len(train)} train effects to train on")
+    if cfg.shrink_rank and not n_val:
+        raise P2EError("shrink_rank fits its factor on validation effects, and validation_effects is 0",
+                       hint="set validation_effects (e.g. --set validation_effects=8), or shrink_rank=0")
+    if cfg.shrink_rank and cfg.sharding == "fsdp":
+        raise P2EError("shrink_rank is not supported with sharding: fsdp", hint="set shrink_rank=0")
     val = train[:: len(train) // n_val][:n_val] if n_val else []
     train = [i for i in train if i not in val]
     if val:
@@ -273,12 +278,51 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
                 raise KeyboardInterrupt
             if done % cfg.checkpoint_every == 0 and done < cfg.steps:
                 save(done)
+    if cfg.shrink_rank:
+        model.eval()
+        with torch.no_grad():
+            source = model.encode_weights(weights)
+        meta["shrink"] = fit_shrink(model, examples, train, val_pairs, lambda prompts: predict(source, prompts))
+        final = lambda prompts: [truncate(b, a, rank) for b, a in model.shrunk(predict(source, prompts))]  # noqa: E731
+        meta["shrink"]["heldout_nmse"] = evaluate(lambda _, prompts: final(prompts), None, examples, heldout_pairs)
+        meta["shrink"]["validation_nmse"] = evaluate(lambda _, prompts: final(prompts), None, examples, val_pairs)
+        console.info("shrunk toward the library mean with alpha {alpha:.3f}: validation effects {v:.4f} (was {b:.4f}), "
+                     "held-out effects {h}".format(alpha=meta["shrink"]["alpha"], v=meta["shrink"]["validation_nmse"],
+                                                   b=meta["history"][-1]["validation_nmse"], h=_fmt(meta["shrink"]["heldout_nmse"])))
     if sharded:  # the main process gets the whole network back (every process takes part in gathering it)
         tensors, _ = full_state(net, optimizer, sharded)
         if accelerator.is_main_process:
             model = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train])
             model.load_state_dict(tensors)
     return model.eval(), meta
+
+
+@torch.no_grad()
+def fit_shrink(net: Hypernetwork, examples: list[Example], train: list[int], val_pairs: list[tuple[int, str]],
+               predict) -> dict[str, float]:
+    """Store the train library's mean ΔW (its best rank-prior_rank approximation) as the network's
+    prior, and set the shrink factor α = argmin Σ ‖α·P + (1 − α)·M − T‖² / ‖T‖² over validation
+    (effect, prompt) pairs and layers (closed form, clamped to [0, 1]): P predicted, M the mean,
+    T the validation effect's ΔW. α < 1 says the network is overconfident on effects it never saw."""
+    rank = net.config.prior_rank
+    for i in range(len(net.layers)):
+        b, a, _ = mix_factors([(examples[e].factors[i][0], examples[e].factors[i][1], 1.0 / len(train)) for e in train], rank)
+        prior_b, prior_a = net.prior(i)
+        prior_b.copy_(b)
+        prior_a.copy_(a)
+    pred = predict([p for _, p in val_pairs])
+    targets = stack_targets(examples, [e for e, _ in val_pairs])
+    num = den = 0.0
+    for i, ((pb, pa), (tb, ta)) in enumerate(zip(pred, targets)):
+        mb, ma = (t.expand(len(val_pairs), *t.shape) for t in net.prior(i))
+        pt, pm, mt = low_rank_inner(pb, pa, tb, ta), low_rank_inner(pb, pa, mb, ma), low_rank_inner(mb, ma, tb, ta)
+        pp, mm, tt = low_rank_inner(pb, pa, pb, pa), low_rank_inner(mb, ma, mb, ma), low_rank_inner(tb, ta, tb, ta)
+        weight = 1.0 / tt.clamp_min(1e-12)
+        num += float((weight * (pt - pm - mt + mm)).sum())  # <P − M, T − M>
+        den += float((weight * (pp - 2 * pm + mm)).sum())  # ‖P − M‖²
+    alpha = min(1.0, max(0.0, num / den)) if den > 0 else 1.0
+    net.shrink.fill_(alpha)
+    return {"alpha": alpha}
 
 
 def _fmt(value: float | None) -> str:
@@ -332,7 +376,10 @@ def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record | Non
         return None
     # what the network learned: the train effects less those held back for validation
     train = [e for e in examples if e.split == "train" and e.effect not in meta.get("validation_effects", [])]
-    final = meta["history"][-1] if meta["history"] else {}
+    final = dict(meta["history"][-1]) if meta["history"] else {}
+    if meta.get("shrink"):  # what the network writes now: after shrinking (the history keeps the raw figures)
+        final.update(heldout_nmse=meta["shrink"]["heldout_nmse"], validation_nmse=meta["shrink"]["validation_nmse"],
+                     shrink_alpha=meta["shrink"]["alpha"])
     with reg.artifact(".safetensors") as pending:
         save_hypernet(pending.path, net, text_encoder=cfg.text_encoder, layer_table=base.data["layer_table"],
                       target=cfg.target, library=[(e.effect, e.prompts[0]) for e in train],

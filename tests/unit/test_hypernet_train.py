@@ -8,7 +8,7 @@ import torch
 
 from p2e_cli.canon import base_weights
 from p2e_cli.hypernet.library import canonical_library
-from p2e_cli.hypernet.store import load_hypernet
+from p2e_cli.hypernet.store import Generator, load_hypernet
 from p2e_cli.hypernet.text import TextEncoder
 from p2e_cli.hypernet.train import delta_nmse, frob2_of_product_difference, mixed_targets, train_hypernet
 from p2e_cli.lora_io import LoraLayer, write_lora
@@ -223,3 +223,55 @@ def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, 
     for x, y in zip(before, after):
         for (b1, a1), (b2, a2) in zip(x.factors, y.factors):
             torch.testing.assert_close(b2 @ a2, b1 @ a1, atol=2e-3, rtol=2e-3)  # fp16 storage
+
+
+def test_shrinking_toward_the_library_mean_is_fit_on_validation_effects_and_saved(library, tmp_path):
+    from p2e_cli.errors import P2EError
+    from p2e_cli.hypernet.store import save_hypernet
+
+    cfg = load_recipe("base", OVERRIDES + ["validation_effects=1", "shrink_rank=3"])
+    reg, base, names, examples, weights = inputs(library, cfg)
+    text = TextEncoder("minilm")
+    net, meta = train_hypernet(reg, cfg, base, names, examples, weights, text, None, None, None)
+    alpha = meta["shrink"]["alpha"]
+    assert 0.0 <= alpha <= 1.0 and float(net.shrink) == pytest.approx(alpha)
+    melt = next(e for e in examples if e.effect == "melt")  # the one train effect left: the prior is its ΔW
+    for i in range(len(names)):
+        pb, pa = net.prior(i)
+        mb, ma = melt.factors[i]
+        assert torch.allclose(pb @ pa, mb @ ma, atol=1e-5)
+    # shrunk = α·ΔW + (1 − α)·prior exactly, before truncation back to rank r
+    embeds, mask = text(["melting"])
+    raw = net(weights, embeds, mask)
+    for i, ((b, a), (sb, sa)) in enumerate(zip(raw, net.shrunk(raw))):
+        pb, pa = net.prior(i)
+        assert torch.allclose(sb[0] @ sa[0], alpha * b[0] @ a[0] + (1 - alpha) * pb @ pa, atol=1e-5)
+    path = save_hypernet(tmp_path / "h.safetensors", net, text_encoder="minilm", layer_table=base.data["layer_table"],
+                         target="canonical", library=[], library_embeddings=torch.zeros(0, 384))
+    loaded, _, _ = load_hypernet(path)
+    assert float(loaded.shrink) == pytest.approx(alpha) and torch.equal(loaded.prior(0)[0], net.prior(0)[0])
+    written = Generator(path, base)(["melting"])[0]  # what generate writes: the shrunk ΔW's best rank-r approximation
+    for i, name in enumerate(names):
+        b, a = written[name]
+        sb, sa = net.shrunk(raw)[i]
+        assert b.shape[1] == a.shape[0] == net.config.rank
+        u, s_, vh = torch.linalg.svd((sb[0] @ sa[0]).double())
+        best = (u[:, :net.config.rank] * s_[:net.config.rank]) @ vh[:net.config.rank]
+        assert torch.allclose((b @ a).double(), best, atol=1e-4)
+    with pytest.raises(P2EError, match="validation_effects is 0"):
+        train_hypernet(reg, load_recipe("base", OVERRIDES + ["shrink_rank=3"]), base, names, examples, weights, text,
+                       None, None, None)
+
+
+def test_truncate_is_the_best_low_rank_approximation_batched():
+    from p2e_cli.canon import truncate
+
+    g = torch.Generator().manual_seed(0)
+    b, a = torch.randn(3, 12, 5, generator=g, dtype=torch.float64), torch.randn(3, 5, 9, generator=g, dtype=torch.float64)
+    tb, ta = truncate(b, a, 2)
+    assert tb.shape == (3, 12, 2) and ta.shape == (3, 2, 9)
+    for k in range(3):
+        u, s, vh = torch.linalg.svd(b[k] @ a[k])
+        assert torch.allclose(tb[k] @ ta[k], (u[:, :2] * s[:2]) @ vh[:2], atol=1e-10)
+    nb, na = truncate(torch.randn(2, 3, 1, generator=g), torch.randn(2, 1, 4, generator=g), 2)  # rank 1 < 2: padded
+    assert nb.shape == (2, 3, 2) and na.shape == (2, 2, 4) and float(nb[..., 1].abs().max()) == 0.0
