@@ -144,6 +144,9 @@ class HypernetRecipe:
     delta_weight: float = bounded(1.0, 0.0, 1e6)
     mixup: float = bounded(0.0, 0.0, 1.0)  # share of each batch trained on λ-mixtures of two (prompt, ΔW) pairs
     validation_effects: int = bounded(0, 0, 100_000)  # train effects held back and logged as validation NMSE
+    # or name them: train effects held back instead of every k-th one. Pick effects that relate to the
+    # rest as held-out ones do (compositions, in-between hues and speeds) for a validation that predicts them
+    validation_names: list[str] = field(default_factory=list)
     # > 0: after training, outputs are shrunk toward the train library's mean ΔW (stored at this rank),
     # ΔW = α·pred + (1 − α)·mean, α fit on the validation effects (so it needs validation_effects)
     shrink_rank: int = bounded(0, 0, 4096)

@@ -161,15 +161,25 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         raise P2EError("the library has no train-split effects to learn from")
     # validation effects: every k-th train effect held back, so steps and settings can be chosen
     # without looking at the held-out (test) effects
-    n_val = cfg.validation_effects
+    n_val = cfg.validation_effects or len(cfg.validation_names)
     if n_val and n_val >= len(train):
         raise P2EError(f"validation_effects {n_val} leaves none of the {len(train)} train effects to train on")
+    if cfg.validation_effects and cfg.validation_names:
+        raise P2EError("set validation_effects (every k-th train effect) or validation_names, not both")
     if cfg.shrink_rank and not n_val:
         raise P2EError("shrink_rank fits its factor on validation effects, and validation_effects is 0",
-                       hint="set validation_effects (e.g. --set validation_effects=8), or shrink_rank=0")
+                       hint="set validation_effects (e.g. --set validation_effects=8) or validation_names, or shrink_rank=0")
     if cfg.shrink_rank and cfg.sharding == "fsdp":
         raise P2EError("shrink_rank is not supported with sharding: fsdp", hint="set shrink_rank=0")
-    val = train[:: len(train) // n_val][:n_val] if n_val else []
+    if cfg.validation_names:
+        by_name = {examples[i].effect: i for i in train}
+        unknown = [n for n in cfg.validation_names if n not in by_name]
+        if unknown:
+            raise P2EError(f"validation_names {', '.join(unknown)} are not train effects of the library",
+                           hint="name train-split effects that have a reference LoRA (p2e effects ls --split train)")
+        val = [by_name[n] for n in cfg.validation_names]
+    else:
+        val = train[:: len(train) // n_val][:n_val] if n_val else []
     train = [i for i in train if i not in val]
     if val:
         console.info(f"validation effects (not trained on): {', '.join(examples[i].effect for i in val)}")

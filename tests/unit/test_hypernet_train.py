@@ -114,6 +114,12 @@ def test_validation_effects_are_held_back_from_training(library):
     assert not set(invert.prompts[1:]) & set(seen)  # its training paraphrases are never encoded
     assert all(row["validation_nmse"] is not None for row in meta["history"])
     assert meta["validation_effects"] == ["invert"]  # recorded, so the saved library leaves it out
+    _, named = train_hypernet(reg, load_recipe("base", OVERRIDES + ["steps=1", "validation_names=[melt]"]), base, names,
+                              examples, weights, text, None, None, None)
+    assert named["validation_effects"] == ["melt"]
+    with pytest.raises(P2EError, match="hue-orange are not train effects"):
+        train_hypernet(reg, load_recipe("base", OVERRIDES + ["validation_names=[hue-orange]"]), base, names, examples,
+                       weights, text, None, None, None)
     with pytest.raises(P2EError, match="validation_effects 2 leaves none"):
         train_hypernet(reg, load_recipe("base", OVERRIDES + ["validation_effects=2"]), base, names, examples, weights,
                        text, None, None, None)
