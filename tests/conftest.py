@@ -86,3 +86,17 @@ def micro_base(home, micro_world):
     from p2e_cli.wan import describe_base
 
     return open_registry().add("base", name="micro", data=describe_base(micro_world))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The reliability tally (tests/reliability: each case's outcome rides on its teardown report's
+    user_properties), summed here in the root conftest so it also adds up on pytest-xdist's
+    controller, which loads no sub-folder conftest."""
+    outcomes = [value for reports in terminalreporter.stats.values() for report in reports
+                if getattr(report, "when", None) == "teardown"
+                for key, value in report.user_properties if key == "reliability"]
+    if outcomes:
+        terminalreporter.write_sep("-", "reliability")
+        terminalreporter.write_line(
+            f"reliability: {len(outcomes)} cases, {sum(o['clean'] for o in outcomes)} clean, "
+            f"{sum(o['traceback'] for o in outcomes)} tracebacks, {sum(o['lost'] for o in outcomes)} lost")

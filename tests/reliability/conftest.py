@@ -37,23 +37,6 @@ MAX_MESSAGE = 600  # a "clear one-line message" is one line, and short
 
 
 @dataclass
-class Tally:
-    cases: int = 0
-    clean: int = 0
-    tracebacks: int = 0
-    lost: int = 0
-
-    def add(self, outcome: dict[str, bool]) -> None:
-        self.cases += 1
-        self.clean += outcome["clean"]
-        self.tracebacks += outcome["traceback"]
-        self.lost += outcome["lost"]
-
-    def line(self) -> str:
-        return f"reliability: {self.cases} cases, {self.clean} clean, {self.tracebacks} tracebacks, {self.lost} lost"
-
-
-@dataclass
 class Run:
     """One finished CLI command."""
 
@@ -292,19 +275,6 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call":
         item.rep_call = report
     return report
-
-
-def pytest_terminal_summary(terminalreporter):
-    tally = Tally()
-    for reports in terminalreporter.stats.values():
-        for report in reports:
-            if getattr(report, "when", None) == "teardown":
-                for key, outcome in report.user_properties:
-                    if key == "reliability":
-                        tally.add(outcome)
-    if tally.cases:
-        terminalreporter.write_sep("-", "reliability")
-        terminalreporter.write_line(tally.line())
 
 
 # -- shared worlds and inputs ----------------------------------------------------------------------
