@@ -49,27 +49,26 @@ def low_rank_svd(B: torch.Tensor, A: torch.Tensor, scale: float = 1.0) -> tuple[
     """Thin SVD U·diag(S)·Vᵀ of scale·B·A in float64, without forming B·A.
 
     B = Q_B R_B and Aᵀ = Q_A R_A (reduced QR); scale·R_B R_Aᵀ = U_c S V_cᵀ (a small SVD);
-    then U = Q_B U_c and V = Q_A V_c. Returns U (out, m), S (m,), V (in, m), m = min(out, in, r)."""
+    then U = Q_B U_c and V = Q_A V_c. Returns U (out, m), S (m,), V (in, m), m = min(out, in, r);
+    batched over leading dims."""
     import torch
 
     q_b, r_b = torch.linalg.qr(B.detach().to(torch.float64))
-    q_a, r_a = torch.linalg.qr(A.detach().to(torch.float64).T)
-    u_c, s, v_ch = torch.linalg.svd(float(scale) * (r_b @ r_a.T), full_matrices=False)
-    return q_b @ u_c, s, q_a @ v_ch.T
+    q_a, r_a = torch.linalg.qr(A.detach().to(torch.float64).mT)
+    u_c, s, v_ch = torch.linalg.svd(float(scale) * (r_b @ r_a.mT), full_matrices=False)
+    return q_b @ u_c, s, q_a @ v_ch.mT
 
 
 def truncate(B: torch.Tensor, A: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Best rank-`rank` factors (U·S^½, S^½·Vᵀ) of B·A, batched over leading dims: B (..., out, k),
-    A (..., k, in) with k >= rank, via the same QR + small SVD as low_rank_svd (float64 inside,
-    the input dtype out). Signs are not fixed: canonical_factors does that for a file."""
+    A (..., k, in) with k >= rank, from low_rank_svd (float64 inside, the input dtype out). Signs
+    are not fixed: canonical_factors does that for a file."""
     import torch
 
-    q_b, r_b = torch.linalg.qr(B.to(torch.float64))
-    q_a, r_a = torch.linalg.qr(A.to(torch.float64).mT)
-    u_c, s, v_ch = torch.linalg.svd(r_b @ r_a.mT, full_matrices=False)
-    root = s[..., :rank].sqrt()
-    b = (q_b @ u_c[..., :rank]) * root.unsqueeze(-2)
-    a = root.unsqueeze(-1) * (v_ch[..., :rank, :] @ q_a.mT)
+    U, S, V = low_rank_svd(B, A)
+    root = S[..., :rank].sqrt()
+    b = U[..., :rank] * root.unsqueeze(-2)
+    a = root.unsqueeze(-1) * V[..., :rank].mT
     if b.shape[-1] < rank:  # a layer narrower than `rank`: zero pairs pad it
         pad = rank - b.shape[-1]
         b = torch.cat([b, b.new_zeros(*b.shape[:-1], pad)], dim=-1)
