@@ -480,13 +480,13 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
     rows = []
     heldout = fx.effect_names("heldout")
     for variant, changes in cfg.variants.items():
-        extra = [*changes, f"steps={cfg.steps}", "name=''"] + ([f"base={base_name}"] if base_name else []) + list(overrides)
+        extra = [*cfg.overrides, *changes, f"steps={cfg.steps}", "name=''"] + ([f"base={base_name}"] if base_name else []) + list(overrides)
         hcfg = load_recipe(cfg.hypernet, extra, kind="hypernet")
         digest = hashlib.sha256(json.dumps(to_dict(hcfg), sort_keys=True).encode()).hexdigest()[:16]
-        done = [r for r in reg.ls("hypernet") if (r.data.get("ablation") or {}).get("recipe") == digest]
+        done = [r for r in reg.ls("hypernet") if r.data.get("ablation") and same_recipe(r.data.get("recipe"), hcfg)]
         # a variant interrupted mid-training continues from its run's last checkpoint
         stopped = [r for r in reg.ls("run") if r.data.get("task") == "train hypernet" and r.data.get("status") == "running"
-                   and r.data.get("checkpoint") and r.data.get("recipe") == to_dict(hcfg)]
+                   and r.data.get("checkpoint") and same_recipe(r.data.get("recipe"), hcfg)]
         if done:
             record = done[0]
             console.info(f"ablation {variant}: reusing hypernet {record.id}")
@@ -509,6 +509,17 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
         if on_row is not None:
             on_row({"steps": cfg.steps, "rows": rows})
     return {"steps": cfg.steps, "rows": rows}
+
+
+def same_recipe(stored: dict[str, Any] | None, cfg) -> bool:
+    """Whether a recipe recorded by an earlier run is `cfg`, once both carry today's defaults (a
+    key added to the schema since then, at its default, changes nothing)."""
+    from .recipes import parse_recipe, to_dict
+
+    try:
+        return stored is not None and to_dict(parse_recipe(stored)) == to_dict(cfg)
+    except P2EError:
+        return False
 
 
 def ablations_markdown(table: dict[str, Any]) -> str:

@@ -172,6 +172,7 @@ class AblationsRecipe:
 
     kind: Literal["ablations"] = "ablations"
     hypernet: str = "base"
+    overrides: list[str] = field(default_factory=list)  # applied to every variant, before its own
     steps: int = bounded(1000, 1, STEPS_MAX)
     val_clips: int = bounded(4, 1, 10_000)
     variants: dict[str, list[str]] = field(default_factory=_paper_ablations)

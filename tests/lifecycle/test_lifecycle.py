@@ -96,13 +96,14 @@ def test_clips_to_video(cli, tmp_path):
     assert {"run", "clip", "effect", "base", "hypernet", "lora"} <= lineage_kinds(cli, record.id)
 
     recipe = tmp_path / "ablations.yaml"
-    recipe.write_text("kind: ablations\nhypernet: base\nsteps: 4\nval_clips: 1\n"
+    recipe.write_text("kind: ablations\nhypernet: base\nsteps: 4\nval_clips: 1\noverrides: [target=canonical]\n"
                       "variants:\n  full: []\n  no-weights: [model.conditioning=none, validation_effects=1]\n")
     table = cli("eval", "ablations", "--recipe", recipe, "--base", "micro", "-o", tmp_path / "abl", "--json",
                 *sets([o for o in HYPERNET if not o.startswith("steps")]))
     assert table.code == 0, table.stderr
     rows = table.json()["rows"]
     assert [r["variant"] for r in rows] == ["full", "no-weights"]
+    assert open_registry().get(rows[0]["hypernet"]).data["recipe"]["target"] == "canonical"  # the common override
     assert all(r["heldout_nmse"] is not None and r["recovery_heldout"] is not None for r in rows)
     assert rows[0]["validation_nmse"] is None and rows[1]["validation_nmse"] is not None
     markdown = (tmp_path / "abl" / "ablations.md").read_text()

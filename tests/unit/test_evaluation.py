@@ -32,3 +32,17 @@ def test_delta_agreement_per_block_matches_dense():
         dp = torch.cat([(pred[n][0].double() @ pred[n][1].double()).flatten() for n in names])
         dr = torch.cat([(ref[n][0].double() @ ref[n][1].double()).flatten() for n in names])
         assert abs(value - float((dp - dr).pow(2).sum() / dr.pow(2).sum())) < 1e-9
+
+
+def test_a_recorded_recipe_matches_once_new_schema_keys_take_their_defaults():
+    """eval ablations reuses a variant trained before the schema grew a key (at its default)."""
+    from p2e_cli.evaluation import same_recipe
+    from p2e_cli.recipes import load_recipe, to_dict
+
+    cfg = load_recipe("base", ["steps=500"], kind="hypernet")
+    stored = to_dict(cfg)
+    stored.pop("shrink_rank")
+    stored.pop("validation_names")  # as an older run recorded it
+    assert same_recipe(stored, cfg)
+    assert not same_recipe({**stored, "steps": 400}, cfg)
+    assert not same_recipe({**stored, "target": "nonsense"}, cfg) and not same_recipe(None, cfg)
