@@ -56,11 +56,13 @@ LIBRARY_KEY = "p2e.library"
 
 
 def pack_library(reg: Registry, base: Record, path: Path) -> Path:
-    """Write the canonical reference library of `base` as one fp16 file (for shipping beside a
-    world): tensors EFFECT/LAYER.B (out×r) and EFFECT/LAYER.A (r×in) with ΔW = B·A, and metadata
-    p2e.library = {effect: {prompt, val_loss, run}}. Its reference LoRAs are registered from it
-    when first needed (install_shipped_library: `p2e canon --all`, `p2e eval`), so evaluation and
-    hypernetwork training work on a fresh install."""
+    """Write the reference library of `base` as one fp16 file (for shipping beside a world):
+    tensors EFFECT/LAYER.B (out×r) and EFFECT/LAYER.A (r×in) with ΔW = B·A -- the reference LoRAs'
+    own trained factors (alpha/r folded in), not their canonical forms, which `p2e canon --all`
+    derives from them in seconds and which would lose the shared gauge of one adapter init that
+    `target: raw` learns from -- and metadata p2e.library = {effect: {prompt, val_loss, run}}.
+    Its reference LoRAs are registered from it when first needed (install_shipped_library:
+    `p2e canon --all`, `p2e eval`), so evaluation and hypernetwork training work on a fresh install."""
     import json
 
     import torch
@@ -69,7 +71,7 @@ def pack_library(reg: Registry, base: Record, path: Path) -> Path:
     from ..files import atomic_write
     from ..hypernet.library import canonical_library
 
-    names, examples = canonical_library(reg, base)
+    names, examples = canonical_library(reg, base, target="raw")
     tensors, meta = {}, {}
     for e in examples:
         for name, (b, a) in zip(names, e.factors):
@@ -86,7 +88,7 @@ def pack_library(reg: Registry, base: Record, path: Path) -> Path:
 def install_shipped_library(reg: Registry, base: Record) -> list[Record]:
     """Register the library shipped beside a shipped world as reference LoRAs on `base`: effects
     that already have a reference on the base are left alone (so a second call adds nothing, and a
-    removed one comes back). The factors are canonical (alpha = rank); `p2e canon --all` then
+    removed one comes back). The factors carry their scale (alpha = rank); `p2e canon --all` then
     makes their canonical records in seconds."""
     import json
 

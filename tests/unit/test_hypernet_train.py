@@ -198,8 +198,9 @@ def test_generate_uses_the_hypernet_shipped_beside_a_shipped_world(cli, micro_wo
 
 
 def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, library, micro_world, home, monkeypatch, tmp_path):
-    """p2e world ship --library (fp16, one file) -> on a fresh install `p2e canon --all` registers
-    every effect's reference LoRA with the base and turns them back into the same canonical library."""
+    """p2e world ship --library (fp16, one file of the references' own factors) -> on a fresh install
+    `p2e canon --all` registers every effect's reference LoRA with the world, and turns them
+    back into the same canonical library; the raw factors (target: raw) survive too."""
     import shutil
 
     from p2e_cli.registry import set_home
@@ -215,6 +216,7 @@ def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, 
     assert shipped_files.code == 0, shipped_files.stderr
     assert list(shipped_files.json()["written"]) == [str(shipped / LIBRARY_FILE)]
     names, before = canonical_library(reg, base)
+    _, raw_before = canonical_library(reg, base, target="raw")
     monkeypatch.setattr("p2e_cli.world.shipped.shipped_world", lambda name: shipped if name == "micro" else None)
     monkeypatch.setenv("P2E_HOME", str(tmp_path / "fresh"))
     set_home(None)
@@ -226,9 +228,12 @@ def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, 
     assert all(r.data["shipped"] and r.data["base"] == shipped_base.id for r in refs)
     again_names, after = canonical_library(open_registry(), shipped_base)
     assert again_names == names and [e.effect for e in after] == [e.effect for e in before]
-    for x, y in zip(before, after):
+    _, raw_after = canonical_library(open_registry(), shipped_base, target="raw")
+    for x, y in [*zip(before, after), *zip(raw_before, raw_after)]:
         for (b1, a1), (b2, a2) in zip(x.factors, y.factors):
             torch.testing.assert_close(b2 @ a2, b1 @ a1, atol=2e-3, rtol=2e-3)  # fp16 storage
+    for x, y in zip(raw_before, raw_after):  # the trained factors themselves, not only their product
+        torch.testing.assert_close(y.factors[0][0], x.factors[0][0], atol=2e-3, rtol=2e-3)
 
 
 def test_shrinking_toward_the_library_mean_is_fit_on_validation_effects_and_saved(library, tmp_path):
