@@ -204,6 +204,12 @@ def mix_factors(terms: Sequence[tuple[torch.Tensor, torch.Tensor, float]], rank:
     return B_mix, A_mix, S
 
 
+def mean_factors(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Canonical rank-`rank` factors of the mean of ΔWᵢ = Bᵢ·Aᵢ (a library's mean LoRA)."""
+    b, a, _ = mix_factors([(B, A, 1.0 / len(pairs)) for B, A in pairs], rank)
+    return b, a
+
+
 # -- whole LoRA files --------------------------------------------------------------------------
 
 

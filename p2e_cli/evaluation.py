@@ -190,17 +190,13 @@ def library_mean(reg: Registry, base: Record, effects: list[str], rank: int) -> 
     """The prompt-blind control: the mean ΔW of the reference LoRAs of `effects` (the effects the
     hypernetwork learned), as the best rank-`rank` LoRA per layer: what a network that ignored
     the prompt could at best write. None when none of them has a reference."""
-    from .canon import mix_factors
+    from .canon import mean_factors
 
     refs = references(reg, base, effects)
     if not refs:
         return None
     files = [_scaled(read_lora(reg.path(record.files["lora"]))) for record in refs.values()]
-    out = {}
-    for name in files[0]:
-        b, a, _ = mix_factors([(f[name][0], f[name][1], 1.0 / len(files)) for f in files], rank)
-        out[name] = (b.float(), a.float())
-    return out
+    return {name: tuple(t.float() for t in mean_factors([f[name] for f in files], rank)) for name in files[0]}
 
 
 def spectrum_gap(w0: dict[str, torch.Tensor], pairs: list[tuple[dict, dict]]) -> dict[str, Any]:

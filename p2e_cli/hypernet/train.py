@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .. import console
-from ..canon import low_rank_inner, mix_factors, truncate
+from ..canon import low_rank_inner, mean_factors, truncate
 from ..errors import P2EError
 from ..registry import Record, Registry
 from ..schemas import HypernetModel, HypernetRecipe
@@ -316,7 +316,7 @@ def fit_shrink(net: Hypernetwork, examples: list[Example], train: list[int], val
     T the validation effect's ΔW. α < 1 says the network is overconfident on effects it never saw."""
     rank = net.config.prior_rank
     for i in range(len(net.layers)):
-        b, a, _ = mix_factors([(examples[e].factors[i][0], examples[e].factors[i][1], 1.0 / len(train)) for e in train], rank)
+        b, a = mean_factors([examples[e].factors[i] for e in train], rank)
         prior_b, prior_a = net.prior(i)
         prior_b.copy_(b)
         prior_a.copy_(a)

@@ -271,3 +271,14 @@ def test_low_rank_inner_and_norm_match_dense_products(out, inp, r):
     b3, a3 = factors(out, inp, r + 1, seed=3)
     batched = low_rank_inner(torch.stack([b1, b1]), torch.stack([a1, a1]), torch.stack([b2, b3]), torch.stack([a2, a3]))
     assert batched.tolist() == pytest.approx([dense, float(low_rank_inner(b1, a1, b3, a3))], rel=1e-12)
+
+
+def test_mean_factors_is_the_canonical_form_of_the_mean_delta():
+    from p2e_cli.canon import mean_factors
+
+    g = torch.Generator().manual_seed(3)
+    pairs = [(torch.randn(12, 2, generator=g), torch.randn(2, 9, generator=g)) for _ in range(3)]
+    b, a = mean_factors(pairs, 6)
+    mean = sum(B.double() @ A.double() for B, A in pairs) / 3
+    assert b.shape == (12, 6) and is_canonical(b, a, 6.0)
+    torch.testing.assert_close(b @ a, mean, atol=1e-10, rtol=1e-10)  # rank 6 holds all of it
