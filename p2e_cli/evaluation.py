@@ -493,9 +493,17 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
             record = run_training(hcfg, resume=resume)
             record = reg.update(record.id, data={"ablation": {"variant": variant, "recipe": digest}})
         base = resolve_base(hcfg.base)
-        generator = Generator(reg.path(record.files["weights"]), base, reg.folder("cache", "hypernet"))
-        report = evaluate(reg, base, heldout, generator, EvalOptions(val_clips=cfg.val_clips, render=False))
-        summary = report["summary"].get("heldout", {})
+        # the held-out measurement is kept on the record, valid while the references and clip count stay
+        measured_on = {"val_clips": cfg.val_clips, "references": sorted(r.id for r in references(reg, base, heldout).values())}
+        kept = record.data["ablation"].get("heldout")
+        if kept and kept.get("measured_on") == measured_on:
+            summary = kept["summary"]
+        else:
+            generator = Generator(reg.path(record.files["weights"]), base, reg.folder("cache", "hypernet"))
+            report = evaluate(reg, base, heldout, generator, EvalOptions(val_clips=cfg.val_clips, render=False))
+            summary = report["summary"].get("heldout", {})
+            record = reg.update(record.id, data={"ablation": {**record.data["ablation"],
+                                                              "heldout": {"measured_on": measured_on, "summary": summary}}})
         metrics = record.data.get("metrics", {})
         rows.append({"variant": variant, "overrides": changes, "hypernet": record.id,
                      "validation_nmse": metrics.get("validation_nmse"),

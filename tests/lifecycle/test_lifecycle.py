@@ -110,4 +110,6 @@ def test_clips_to_video(cli, tmp_path):
     assert "| no-weights |" in markdown and "validation_nmse" in markdown
     again = cli("eval", "ablations", "--recipe", recipe, "--base", "micro", "--json",
                 *sets([o for o in HYPERNET if not o.startswith("steps")]))
-    assert [r["hypernet"] for r in again.json()["rows"]] == [r["hypernet"] for r in rows]  # reused, not retrained
+    assert again.json()["rows"] == rows  # reused, not retrained, nor measured again:
+    kept = open_registry().get(rows[0]["hypernet"]).data["ablation"]["heldout"]  # the measurement lives on the record
+    assert kept["summary"]["recovery_median"] == rows[0]["recovery_heldout"] and kept["measured_on"]["val_clips"] == 1
