@@ -58,25 +58,30 @@ def hypernet_loss(net: Hypernetwork, pred, target, cfg: HypernetRecipe, plain: t
     return (cfg.factor_weight * factor + cfg.delta_weight * delta_nmse(pred, target)).mean()
 
 
-def stack_targets(examples: list[Example], picks: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(torch.stack([examples[e].factors[i][0] for e in picks]), torch.stack([examples[e].factors[i][1] for e in picks]))
-            for i in range(len(examples[0].factors))]
+class Targets:
+    """Every example's factors stacked per layer, (examples, out, r) and (examples, r, in), where
+    training runs: a batch's targets are one gather per layer, not a stack of per-example tensors
+    (on a GPU those small copies, ~1.3k a step, cost more than the network)."""
 
+    def __init__(self, examples: list[Example], device: torch.device | str | None = None):
+        self.layers = [(torch.stack([e.factors[i][0] for e in examples]).to(device),
+                        torch.stack([e.factors[i][1] for e in examples]).to(device))
+                       for i in range(len(examples[0].factors))]
 
-def mixed_targets(examples: list[Example], rows: list[list[tuple[int, float]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per layer, factors of rank 2r whose product is Σ w · ΔW_e over each row's (example, weight)
-    items: B = [√w₁ B₁, √w₂ B₂], A = [√w₁ A₁; √w₂ A₂] (a one-effect row pads with zeros)."""
-    out = []
-    for i in range(len(examples[0].factors)):
-        bs, as_ = [], []
-        for row in rows:
-            b, a = examples[row[0][0]].factors[i]
-            parts = [(examples[e].factors[i][0] * w ** 0.5, examples[e].factors[i][1] * w ** 0.5) for e, w in row]
-            parts += [(torch.zeros_like(b), torch.zeros_like(a))] * (2 - len(parts))
-            bs.append(torch.cat([p[0] for p in parts], dim=1))
-            as_.append(torch.cat([p[1] for p in parts], dim=0))
-        out.append((torch.stack(bs), torch.stack(as_)))
-    return out
+    def pick(self, picks: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        idx = torch.tensor(picks, device=self.layers[0][0].device)
+        return [(b[idx], a[idx]) for b, a in self.layers]
+
+    def mixed(self, rows: list[list[tuple[int, float]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, factors of rank 2r whose product is Σ w · ΔW_e over each row's one or two
+        (example, weight) items: B = [√w₁ B₁, √w₂ B₂], A = [√w₁ A₁; √w₂ A₂] (a one-effect row's
+        second half is zero)."""
+        device = self.layers[0][0].device
+        pairs = [row if len(row) == 2 else [row[0], (row[0][0], 0.0)] for row in rows]
+        first, second = (torch.tensor([p[k][0] for p in pairs], device=device) for k in (0, 1))
+        w1, w2 = (torch.tensor([p[k][1] for p in pairs], device=device).sqrt()[:, None, None] for k in (0, 1))
+        return [(torch.cat([b[first] * w1, b[second] * w2], dim=2), torch.cat([a[first] * w1, a[second] * w2], dim=1))
+                for b, a in self.layers]
 
 
 def network_config(m: HypernetModel, layers: list[LayerSpec], rank: int, text_dim: int) -> HypernetConfig:
@@ -131,8 +136,7 @@ class Texts:
 
 
 @torch.no_grad()
-def evaluate(predict, source, examples: list[Example], pairs: list[tuple[int, str]],
-             batch: int = 64) -> float | None:
+def evaluate(predict, source, targets: Targets, pairs: list[tuple[int, str]], batch: int = 64) -> float | None:
     """Mean ΔW NMSE over (example, prompt) pairs, or None when there are none; predict(source,
     prompts) is the network's forward pass from the W0 encoding (or W0 itself)."""
     if not pairs:
@@ -141,7 +145,7 @@ def evaluate(predict, source, examples: list[Example], pairs: list[tuple[int, st
     for start in range(0, len(pairs), batch):
         chunk = pairs[start:start + batch]
         pred = predict(source, [p for _, p in chunk])
-        total += float(delta_nmse(pred, stack_targets(examples, [e for e, _ in chunk])).sum())
+        total += float(delta_nmse(pred, targets.pick([e for e, _ in chunk])).sum())
     return total / len(pairs)
 
 
@@ -194,7 +198,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
     accelerator = make_accelerator(cfg.mixed_precision)
     rank_, world = accelerator.process_index, accelerator.num_processes
     device = accelerator.device  # targets and prompt embeddings live there (W0 stays put: the tokenizer moves each layer)
-    examples = [dataclasses.replace(e, factors=[(b.to(device), a.to(device)) for b, a in e.factors]) for e in examples]
+    targets = Targets(examples, device)
     texts.to(device)
     sharded = cfg.sharding == "fsdp" and world > 1
     meta: dict[str, Any] = {"step": 0, "history": [], "validation_effects": [examples[i].effect for i in val]}
@@ -230,7 +234,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         with accelerator.autocast():
             out = net(weights, embeds, token_weights)
         pred = [(b.float(), a.float()) for b, a in out]
-        target = mixed_targets(examples, [[(e, w) for e, _, w in row] for row in rows])
+        target = targets.mixed([[(e, w) for e, _, w in row] for row in rows])
         return hypernet_loss(model, pred, target, cfg, plain=torch.tensor([len(row) == 1 for row in rows], device=device))
 
     def save(step: int) -> None:
@@ -246,10 +250,10 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         # inside forward, so it encodes W0 there, per chunk of prompts
         with torch.no_grad(), accelerator.autocast():
             source = weights if sharded else model.encode_weights(weights)
-        row = {"step": step, "loss": loss, "heldout_nmse": evaluate(predict, source, examples, heldout_pairs),
-               "unseen_prompt_nmse": evaluate(predict, source, examples, unseen_pairs),
-               "train_nmse": evaluate(predict, source, examples, pairs[:: max(1, len(pairs) // 64)]),
-               "validation_nmse": evaluate(predict, source, examples, val_pairs)}
+        row = {"step": step, "loss": loss, "heldout_nmse": evaluate(predict, source, targets, heldout_pairs),
+               "unseen_prompt_nmse": evaluate(predict, source, targets, unseen_pairs),
+               "train_nmse": evaluate(predict, source, targets, pairs[:: max(1, len(pairs) // 64)]),
+               "validation_nmse": evaluate(predict, source, targets, val_pairs)}
         model.train()
         meta["history"].append(row)
         console.info("step {step}: train ΔW nmse {t:.4f}, unseen paraphrases {u}, held-out effects {h}".format(
@@ -269,7 +273,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             else:
                 batch = batch[rank_::world]
                 pred = predict(weights, [p for _, p in batch])
-                loss = hypernet_loss(model, pred, stack_targets(examples, [e for e, _ in batch]), cfg)
+                loss = hypernet_loss(model, pred, targets.pick([e for e, _ in batch]), cfg)
             accelerator.backward(loss)
             if sharded:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -292,10 +296,10 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         model.eval()
         with torch.no_grad():
             source = model.encode_weights(weights)
-        meta["shrink"] = fit_shrink(model, examples, train, val_pairs, lambda prompts: predict(source, prompts))
+        meta["shrink"] = fit_shrink(model, examples, targets, train, val_pairs, lambda prompts: predict(source, prompts))
         final = lambda prompts: [truncate(b, a, rank) for b, a in model.shrunk(predict(source, prompts))]  # noqa: E731
-        meta["shrink"]["heldout_nmse"] = evaluate(lambda _, prompts: final(prompts), None, examples, heldout_pairs)
-        meta["shrink"]["validation_nmse"] = evaluate(lambda _, prompts: final(prompts), None, examples, val_pairs)
+        meta["shrink"]["heldout_nmse"] = evaluate(lambda _, prompts: final(prompts), None, targets, heldout_pairs)
+        meta["shrink"]["validation_nmse"] = evaluate(lambda _, prompts: final(prompts), None, targets, val_pairs)
         console.info("shrunk toward the library mean with alpha {alpha:.3f}: validation effects {v:.4f} (was {b:.4f}), "
                      "held-out effects {h}".format(alpha=meta["shrink"]["alpha"], v=meta["shrink"]["validation_nmse"],
                                                    b=meta["history"][-1]["validation_nmse"], h=_fmt(meta["shrink"]["heldout_nmse"])))
@@ -308,8 +312,8 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
 
 
 @torch.no_grad()
-def fit_shrink(net: Hypernetwork, examples: list[Example], train: list[int], val_pairs: list[tuple[int, str]],
-               predict) -> dict[str, float]:
+def fit_shrink(net: Hypernetwork, examples: list[Example], targets: Targets, train: list[int],
+               val_pairs: list[tuple[int, str]], predict) -> dict[str, float]:
     """Store the train library's mean ΔW (its best rank-prior_rank approximation) as the network's
     prior, and set the shrink factor α = argmin Σ ‖α·P + (1 − α)·M − T‖² / ‖T‖² over validation
     (effect, prompt) pairs and layers (closed form, clamped to [0, 1]): P predicted, M the mean,
@@ -321,9 +325,8 @@ def fit_shrink(net: Hypernetwork, examples: list[Example], train: list[int], val
         prior_b.copy_(b)
         prior_a.copy_(a)
     pred = predict([p for _, p in val_pairs])
-    targets = stack_targets(examples, [e for e, _ in val_pairs])
     num = den = 0.0
-    for i, ((pb, pa), (tb, ta)) in enumerate(zip(pred, targets)):
+    for i, ((pb, pa), (tb, ta)) in enumerate(zip(pred, targets.pick([e for e, _ in val_pairs]))):
         mb, ma = (t.expand(len(val_pairs), *t.shape) for t in net.prior(i))
         pt, pm, mt = low_rank_inner(pb, pa, tb, ta), low_rank_inner(pb, pa, mb, ma), low_rank_inner(mb, ma, tb, ta)
         pp, mm, tt = low_rank_inner(pb, pa, pb, pa), low_rank_inner(mb, ma, mb, ma), low_rank_inner(tb, ta, tb, ta)

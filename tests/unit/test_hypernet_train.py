@@ -10,7 +10,7 @@ from p2e_cli.canon import base_weights
 from p2e_cli.hypernet.library import canonical_library
 from p2e_cli.hypernet.store import Generator, load_hypernet
 from p2e_cli.hypernet.text import TextEncoder
-from p2e_cli.hypernet.train import delta_nmse, frob2_of_product_difference, mixed_targets, train_hypernet
+from p2e_cli.hypernet.train import Targets, delta_nmse, frob2_of_product_difference, train_hypernet
 from p2e_cli.lora_io import LoraLayer, write_lora
 from p2e_cli.recipes import load_recipe
 from p2e_cli.registry import open_registry
@@ -88,10 +88,12 @@ def test_every_ablation_switch_trains(library, switch):
 def test_mixup_targets_are_the_weighted_sum_of_deltas_and_mixup_trains(library):
     cfg = load_recipe("base", OVERRIDES + ["steps=12", "mixup=0.5"])
     reg, base, names, examples, weights = inputs(library, cfg)
-    b, a = mixed_targets(examples, [[(1, 0.3), (2, 0.7)], [(0, 1.0)]])[0]  # the first layer
+    b, a = Targets(examples).mixed([[(1, 0.3), (2, 0.7)], [(0, 1.0)]])[0]  # the first layer
     delta = lambda e: examples[e].factors[0][0] @ examples[e].factors[0][1]
     torch.testing.assert_close(b[0] @ a[0], 0.3 * delta(1) + 0.7 * delta(2))
     torch.testing.assert_close(b[1] @ a[1], delta(0))
+    picked_b, picked_a = Targets(examples).pick([2, 0])[0]
+    assert torch.equal(picked_b[0], examples[2].factors[0][0]) and torch.equal(picked_a[1], examples[0].factors[0][1])
     net, meta = train_hypernet(reg, cfg, base, names, examples, weights, TextEncoder("minilm"), None, None, None)
     assert meta["history"][-1]["train_nmse"] < meta["history"][0]["train_nmse"]
 
