@@ -224,6 +224,11 @@ def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, 
     set_home(None)
     shipped_base = resolve_base("micro")
     assert open_registry().ls("lora") == []  # registering the world alone imports nothing (first render stays fast)
+    from p2e_cli.errors import P2EError
+
+    with pytest.raises(P2EError) as missing:  # train hypernet on a fresh install says what to run
+        canonical_library(open_registry(), shipped_base)
+    assert "p2e canon --all registers the library shipped with micro" in missing.value.hint
     assert cli("canon", "--all").code == 0
     refs = open_registry().ls("lora", "reference")
     assert sorted(r.data["effect"] for r in refs) == ["hue-orange", "invert", "melt"]
