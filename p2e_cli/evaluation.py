@@ -465,12 +465,9 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
     """Train every variant of an AblationsRecipe (reusing a variant's hypernetwork when one with the
     same recipe exists, so an interrupted table continues) and measure each on held-out effects:
     ΔW NMSE and validation-loss recovery R. `on_row` gets the table so far after each variant."""
-    import hashlib
-    import json
-
     from .hypernet.store import Generator
     from .hypernet.train import run_training
-    from .recipes import load_recipe, to_dict
+    from .recipes import load_recipe
     from .wan import resolve_base
 
     rows = []
@@ -478,7 +475,6 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
     for variant, changes in cfg.variants.items():
         extra = [*cfg.overrides, *changes, f"steps={cfg.steps}", "name=''"] + ([f"base={base_name}"] if base_name else []) + list(overrides)
         hcfg = load_recipe(cfg.hypernet, extra, kind="hypernet")
-        digest = hashlib.sha256(json.dumps(to_dict(hcfg), sort_keys=True).encode()).hexdigest()[:16]
         done = [r for r in reg.ls("hypernet") if r.data.get("ablation") and same_recipe(r.data.get("recipe"), hcfg)]
         # a variant interrupted mid-training continues from its run's last checkpoint
         stopped = [r for r in reg.ls("run") if r.data.get("task") == "train hypernet" and r.data.get("status") == "running"
@@ -491,7 +487,7 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
             console.info(f"ablation {variant}: " + (f"resuming run {resume}" if resume else
                                                     f"training ({', '.join(changes) or 'the full model'})"))
             record = run_training(hcfg, resume=resume)
-            record = reg.update(record.id, data={"ablation": {"variant": variant, "recipe": digest}})
+            record = reg.update(record.id, data={"ablation": {"variant": variant}})
         base = resolve_base(hcfg.base)
         # the held-out measurement is kept on the record, valid while the references and clip count stay
         measured_on = {"val_clips": cfg.val_clips, "references": sorted(r.id for r in references(reg, base, heldout).values())}

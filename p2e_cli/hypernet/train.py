@@ -296,7 +296,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         model.eval()
         with torch.no_grad():
             source = model.encode_weights(weights)
-        meta["shrink"] = fit_shrink(model, examples, targets, train, val_pairs, lambda prompts: predict(source, prompts))
+        meta["shrink"] = fit_shrink(model, targets, train, val_pairs, lambda prompts: predict(source, prompts))
         final = lambda prompts: [truncate(b, a, rank) for b, a in model.shrunk(predict(source, prompts))]  # noqa: E731
         meta["shrink"]["heldout_nmse"] = evaluate(lambda _, prompts: final(prompts), None, targets, heldout_pairs)
         meta["shrink"]["validation_nmse"] = evaluate(lambda _, prompts: final(prompts), None, targets, val_pairs)
@@ -312,15 +312,15 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
 
 
 @torch.no_grad()
-def fit_shrink(net: Hypernetwork, examples: list[Example], targets: Targets, train: list[int],
-               val_pairs: list[tuple[int, str]], predict) -> dict[str, float]:
+def fit_shrink(net: Hypernetwork, targets: Targets, train: list[int], val_pairs: list[tuple[int, str]],
+               predict) -> dict[str, float]:
     """Store the train library's mean ΔW (its best rank-prior_rank approximation) as the network's
     prior, and set the shrink factor α = argmin Σ ‖α·P + (1 − α)·M − T‖² / ‖T‖² over validation
     (effect, prompt) pairs and layers (closed form, clamped to [0, 1]): P predicted, M the mean,
     T the validation effect's ΔW. α < 1 says the network is overconfident on effects it never saw."""
     rank = net.config.prior_rank
-    for i in range(len(net.layers)):
-        b, a = mean_factors([examples[e].factors[i] for e in train], rank)
+    for i, (tb, ta) in enumerate(targets.layers):
+        b, a = mean_factors([(tb[e], ta[e]) for e in train], rank)
         prior_b, prior_a = net.prior(i)
         prior_b.copy_(b)
         prior_a.copy_(a)
