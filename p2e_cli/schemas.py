@@ -71,6 +71,20 @@ class WorldVae:
 
 
 @dataclass
+class WorldDecoder:
+    """The last stage (optional): more training for the VAE's decoder behind the finished, frozen
+    encoder, with the VAE stage's data settings. Latents stay exactly as they were, so the
+    transformer and every LoRA trained on the world remain valid. base_dim 0: no such stage; the
+    VAE's base_dim: its own decoder trained on; wider: a new decoder of that width from scratch."""
+
+    base_dim: int = bounded(0, 0, 512)
+    steps: int = bounded(2000, 1, STEPS_MAX)
+    batch_size: int = bounded(4, 1, 4096)
+    lr: float = bounded(1e-3, 0.0, 1.0)
+    warmup_steps: int = bounded(100, 0, STEPS_MAX)
+
+
+@dataclass
 class WorldTransformer:
     """A small I2V WanTransformer3DModel trained with flow matching on the encoded corpus."""
 
@@ -110,6 +124,7 @@ class WorldRecipe:
     vae: WorldVae = field(default_factory=WorldVae)
     transformer: WorldTransformer = field(default_factory=WorldTransformer)
     render: WorldRender = field(default_factory=WorldRender)
+    decoder: WorldDecoder = field(default_factory=WorldDecoder)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Build an embedded Wan world from a recipe: VAE -> latent statistics -> encoded corpus ->
-transformer -> a real diffusers directory that WanImageToVideoPipeline.from_pretrained loads.
+transformer -> (optionally) more decoder training behind the frozen encoder -> a real
+diffusers directory that WanImageToVideoPipeline.from_pretrained loads.
 
 Stages run in order and each leaves its product in `OUT/.build/`, so an interrupted build
 resumes where it stopped (`--resume`). Training data is drawn from a per-step seed and the
@@ -53,7 +54,8 @@ def step_generator(seed: int, stage: str, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + salt) * 10_000_019 + step)
 
 
-def make_vae(recipe: WorldRecipe):
+def make_vae(recipe: WorldRecipe, decoder_base_dim: int | None = None):
+    """The recipe's AutoencoderKLWan; decoder_base_dim widens its decoder (the decoder stage)."""
     from diffusers import AutoencoderKLWan
 
     v = recipe.vae
@@ -62,9 +64,9 @@ def make_vae(recipe: WorldRecipe):
         raise P2EError(f"vae.temporal_downsample needs {downsamples} entries (one per down stage), "
                        f"got {len(v.temporal_downsample)}")
     return AutoencoderKLWan(
-        base_dim=v.base_dim, z_dim=v.z_dim, dim_mult=v.dim_mult, num_res_blocks=v.num_res_blocks,
-        temperal_downsample=v.temporal_downsample, latents_mean=[0.0] * v.z_dim, latents_std=[1.0] * v.z_dim,
-        scale_factor_spatial=2 ** downsamples, scale_factor_temporal=2 ** sum(v.temporal_downsample))
+        base_dim=v.base_dim, decoder_base_dim=decoder_base_dim, z_dim=v.z_dim, dim_mult=v.dim_mult,
+        num_res_blocks=v.num_res_blocks, temperal_downsample=v.temporal_downsample,
+        latents_mean=[0.0] * v.z_dim, latents_std=[1.0] * v.z_dim, scale_factor_spatial=2 ** downsamples, scale_factor_temporal=2 ** sum(v.temporal_downsample))
 
 
 def make_transformer(recipe: WorldRecipe):
@@ -134,10 +136,10 @@ class Checkpoints:
 
 def train(name: str, model: torch.nn.Module, loss_at: Callable[[int], torch.Tensor], *, steps: int, lr: float,
           warmup: int, checkpoints: Checkpoints, every: int) -> list[tuple[int, float]]:
-    """The training loop of both stages: AdamW, cosine lr, grad clip 1.0, checkpoints every `every`
-    steps and on Ctrl-C. Returns the (step, loss) log of this run."""
+    """The training loop of every stage: AdamW on the trainable parameters, cosine lr, grad clip 1.0,
+    checkpoints every `every` steps and on Ctrl-C. Returns the (step, loss) log of this run."""
     accelerator = make_accelerator()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     start = checkpoints.load(f"{name}.ckpt", model, optimizer)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
@@ -169,16 +171,18 @@ def train(name: str, model: torch.nn.Module, loss_at: Callable[[int], torch.Tens
     return log
 
 
-def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor]) -> Callable[[int], torch.Tensor]:
+def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor], stage: str = "vae",
+                batch_size: int | None = None) -> Callable[[int], torch.Tensor]:
     """L1 + MSE reconstruction of neutral clips (and single images every `image_every` steps).
     A codec needs no notion of up or of scale, so views come from photo banks of several
-    resolutions and are rotated/flipped at random: more variety from 20 photos, less overfitting."""
+    resolutions and are rotated/flipped at random: more variety from 20 photos, less overfitting.
+    The decoder stage uses it too (its own data draws, batch size; the frozen encoder gets no grad)."""
     v = recipe.vae
 
     def loss_at(step: int) -> torch.Tensor:
-        g = step_generator(recipe.seed, "vae", step)
+        g = step_generator(recipe.seed, stage, step)
         frames = 1 if step % v.image_every == 0 else v.clip_frames
-        batch = v.batch_size * (4 if frames == 1 else 1)
+        batch = (batch_size or v.batch_size) * (4 if frames == 1 else 1)
         clips = neutral_clips(banks[step % len(banks)], batch, frames, recipe.size, g)
         turns, vflip = torch.randint(4, (1,), generator=g).item(), torch.rand(1, generator=g).item() < 0.5
         clips = clips.rot90(turns, dims=(-2, -1))
@@ -186,6 +190,7 @@ def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor]) -> Callable
         if step % v.full_size_every != 0 and v.crop < recipe.size:
             y, x = torch.randint(recipe.size - v.crop + 1, (2,), generator=g).tolist()
             clips = clips[..., y:y + v.crop, x:x + v.crop]
+        clips = clips.to(vae.device)
         recon = vae.decode(vae.encode(clips).latent_dist.mode()).sample
         loss = F.l1_loss(recon, clips) + F.mse_loss(recon, clips)
         if v.first_frame_weight and frames > 1:
@@ -289,19 +294,26 @@ def recipe_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
     return changed
 
 
-# What may still change on --resume while the transformer stage has not started: its own
-# training settings (the VAE and the encoded corpus are finished products by then).
-OPEN_UNTIL_TRANSFORMER = ("transformer.", "render.", "checkpoint_every")
+# What may still change on --resume: a stage's own settings, until that stage starts (the
+# products of the stages before it are finished by then). The corpus size is fixed once encoded.
+OPEN_UNTIL = {"transformer": ("transformer.", "render.", "checkpoint_every"), "decoder": ("decoder.",)}
 
 
 def check_resumable(old: dict[str, Any], new: dict[str, Any], checkpoints: Checkpoints, out: Path) -> None:
-    changed = recipe_changes(old, new)
-    started = checkpoints.done("transformer.ckpt") or checkpoints.done("transformer")
-    fixed = [k for k in changed if started or not k.startswith(OPEN_UNTIL_TRANSFORMER) or k == "transformer.corpus_clips"]
+    from ..recipes import parse_recipe, to_dict
+
+    old = to_dict(parse_recipe(old))  # a build started before a key existed ran at its default
+
+    def is_open(key: str) -> bool:
+        return key != "transformer.corpus_clips" and any(
+            key.startswith(prefixes) and not (checkpoints.done(f"{stage}.ckpt") or checkpoints.done(stage))
+            for stage, prefixes in OPEN_UNTIL.items())
+
+    fixed = [k for k in recipe_changes(old, new) if not is_open(k)]
     if fixed:
         raise P2EError(f"the recipe differs from the one {out} was started with in {', '.join(fixed)}",
-                       hint="resume with the same recipe (only transformer.* and render.* may change before "
-                            "the transformer stage starts), or build into a new -o")
+                       hint="resume with the same recipe (a stage's own settings -- transformer.*, render.*, "
+                            "decoder.* -- may change until it starts), or build into a new -o")
 
 
 def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
@@ -351,4 +363,28 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
         checkpoints.save("transformer", transformer, None, recipe.transformer.steps)
     else:
         checkpoints.load("transformer", transformer)
+    if recipe.decoder.base_dim:
+        vae = train_decoder(vae, recipe, [bank, photo_bank("train", size=4 * recipe.size)], checkpoints)
     return export(out, recipe, vae, transformer.eval())
+
+
+def train_decoder(narrow, recipe: WorldRecipe, banks: list[torch.Tensor], checkpoints: Checkpoints):
+    """The decoder stage: the finished VAE's encoder (and latent statistics) stay frozen and
+    unchanged; its decoder trains on (decoder.base_dim = vae.base_dim) or a new decoder of width
+    decoder.base_dim is trained from scratch in its place."""
+    d = recipe.decoder
+    torch.manual_seed(recipe.seed)
+    vae = make_vae(recipe, decoder_base_dim=d.base_dim)
+    vae.register_to_config(latents_mean=narrow.config.latents_mean, latents_std=narrow.config.latents_std)
+    same_width = d.base_dim == recipe.vae.base_dim
+    vae.load_state_dict({k: v for k, v in narrow.state_dict().items()
+                         if same_width or k.startswith(("encoder.", "quant_conv."))}, strict=False)
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    if not checkpoints.done("decoder"):
+        train("decoder", vae, vae_loss_fn(vae, recipe, banks, stage="decoder", batch_size=d.batch_size),
+              steps=d.steps, lr=d.lr, warmup=d.warmup_steps, checkpoints=checkpoints, every=recipe.checkpoint_every)
+        checkpoints.save("decoder", vae, None, d.steps)
+    else:
+        checkpoints.load("decoder", vae)
+    return vae.eval().requires_grad_(False)
