@@ -14,7 +14,7 @@ import numpy as np
 from tests.reliability import hostile
 
 SYNTH = ("curate", "synth", "--effects", "melt,invert", "-n", "4", "--frames", "5", "--size", "32")
-TRAIN = ["steps=20", "batch_size=2", "clips_per_effect=3", "val_clips=1", "validate_every=20", "checkpoint_every=2",
+TRAIN = ["steps=10", "batch_size=2", "clips_per_effect=3", "val_clips=1", "validate_every=10", "checkpoint_every=2",
          "rank=2", "alpha=2.0"]
 
 
@@ -132,7 +132,7 @@ def test_kill_during_train_lora_then_resume_equals_an_uninterrupted_run(case, wo
     case.killed(case.finish(doomed, args))
     doctor_ok(case)
     (run,) = _runs(case.home)
-    assert run["status"] == "running" and run["checkpoint"]["step"] < 20
+    assert run["status"] == "running" and run["checkpoint"]["step"] < 10
 
     case.expect(case.p2e("train", "lora", "--resume", run["id"]), 0)
     case.expect(case.finish(straight, args), 0)
