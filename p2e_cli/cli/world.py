@@ -16,12 +16,16 @@ app = typer.Typer(name="world", help="The embedded Wan worlds: build one from a 
 @app.command("build")
 def build(recipe: str = typer.Argument(..., help="World recipe: a file or a shipped name (world-tiny, world-micro)."),
           out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output folder (default: the registry's worlds/NAME)."),
-          resume: bool = typer.Option(False, "--resume", help="Continue an interrupted build in the same folder."),
+          resume: bool = typer.Option(False, "--resume", help="Continue an interrupted build in the same folder, or add a later stage "
+                                      "(decoder.*) to a finished one."),
           set_: List[str] = typer.Option([], "--set", help="Override a recipe key: --set transformer.steps=500."),
           register: bool = typer.Option(True, "--register/--no-register", help="Register the result as a base named after the world.")) -> None:
     """Train a small Wan world (VAE + I2V transformer) on neutral-motion clips and write a diffusers folder.
 
     Example: p2e world build world-micro -o ./micro
+
+    More decoder training on a finished build (encoder, latents and LoRAs unchanged):
+    p2e world build world-tiny -o DIR --resume --set decoder.base_dim=32
     """
     from ..recipes import load_recipe
     from ..registry import open_registry
