@@ -171,6 +171,12 @@ def train(name: str, model: torch.nn.Module, loss_at: Callable[[int], torch.Tens
     return log
 
 
+def codec_banks(recipe: WorldRecipe, bank: torch.Tensor) -> list[torch.Tensor]:
+    """The photo banks the codec stages (VAE, decoder) draw views from: `bank` (the train photos at
+    twice the world's size) and the same photos at four times it."""
+    return [bank, photo_bank("train", size=4 * recipe.size)]
+
+
 def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor], stage: str = "vae",
                 batch_size: int | None = None) -> Callable[[int], torch.Tensor]:
     """L1 + MSE reconstruction of neutral clips (and single images every `image_every` steps).
@@ -334,8 +340,7 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
 
     vae = make_vae(recipe)
     if not checkpoints.done("vae"):
-        banks = [bank, photo_bank("train", size=4 * recipe.size)]
-        train("vae", vae, vae_loss_fn(vae, recipe, banks), steps=recipe.vae.steps, lr=recipe.vae.lr,
+        train("vae", vae, vae_loss_fn(vae, recipe, codec_banks(recipe, bank)), steps=recipe.vae.steps, lr=recipe.vae.lr,
               warmup=recipe.vae.warmup_steps, checkpoints=checkpoints, every=recipe.checkpoint_every)
         vae.eval()
         mean, std = latent_statistics(vae, recipe, bank)
@@ -364,7 +369,7 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
     else:
         checkpoints.load("transformer", transformer)
     if recipe.decoder.base_dim:
-        vae = train_decoder(vae, recipe, [bank, photo_bank("train", size=4 * recipe.size)], checkpoints)
+        vae = train_decoder(vae, recipe, codec_banks(recipe, bank), checkpoints)
     return export(out, recipe, vae, transformer.eval())
 
 

@@ -66,6 +66,8 @@ def test_decoder_stage_trains_behind_the_frozen_encoder(micro_world, tmp_path):
     """The decoder stage runs on a finished build (--resume): the encoder, hence every latent, the
     transformer and any LoRA, stays as it was; a wider decoder replaces the old one; the same width
     continues the VAE's own decoder (lr 0 leaves it unchanged); its settings are fixed once it ran."""
+    import shutil
+
     import pytest
     from diffusers import AutoencoderKLWan
     from safetensors.torch import load_file
@@ -75,15 +77,13 @@ def test_decoder_stage_trains_behind_the_frozen_encoder(micro_world, tmp_path):
     def vae(folder):
         return AutoencoderKLWan.from_pretrained(folder / "vae").float().eval()
 
-    import shutil
-
-    built = ["vae.steps=3", "transformer.steps=3", "transformer.corpus_clips=8"]  # as conftest's micro_world
+    built = micro_world / ".build" / "recipe.json"  # the recipe the world was built with
     out, same = tmp_path / "w", tmp_path / "same"
     for copy in (out, same):
         shutil.copytree(micro_world, copy, symlinks=True)
     before = vae(out)
     transformer = load_file(str(out / ".build" / "transformer.safetensors"))
-    wider = load_recipe("world-micro", built + ["decoder.base_dim=16", "decoder.steps=2"])
+    wider = load_recipe(built, ["decoder.base_dim=16", "decoder.steps=2"])
     after = vae(build_world(wider, out, resume=True))
     assert after.config.decoder_base_dim == 16 and after.decoder.conv_in.out_channels > before.decoder.conv_in.out_channels
     clips = neutral_clips(photo_bank("train", 64), 2, 5, 32, step_generator(0, "test", 0))
@@ -94,10 +94,9 @@ def test_decoder_stage_trains_behind_the_frozen_encoder(micro_world, tmp_path):
     again = load_file(str(out / ".build" / "transformer.safetensors"))
     assert all(torch.equal(transformer[k], again[k]) for k in transformer)
     with pytest.raises(P2EError, match="decoder.steps"):
-        build_world(load_recipe("world-micro", built + ["decoder.base_dim=16", "decoder.steps=3"]), out, resume=True)
+        build_world(load_recipe(built, ["decoder.base_dim=16", "decoder.steps=3"]), out, resume=True)
 
-    kept = vae(build_world(load_recipe("world-micro", built + ["decoder.base_dim=8", "decoder.steps=2", "decoder.lr=0"]),
-                           same, resume=True))
+    kept = vae(build_world(load_recipe(built, ["decoder.base_dim=8", "decoder.steps=2", "decoder.lr=0"]), same, resume=True))
     assert all(torch.equal(v, before.state_dict()[k]) for k, v in kept.state_dict().items())
 
 
