@@ -2,7 +2,9 @@
 
     y = W0·x + Σ_b  w_b · (alpha/r) · B[e_b] · A[e_b] · x_b
 
-where e_b is the adapter of sample b and w_b its weight (0 = the bare base). With n = 1 this is
+where e_b is the adapter of sample b and w_b its weight (0 = the bare base), or, inside
+`supplied`, y = W0·x + B_b · A_b · x_b with factors given per sample from outside (a hypernetwork's
+output: gradients flow back into whatever computed them). With n = 1 this is
 an ordinary LoRA layer (same initialisation as peft: A Kaiming-uniform, B zero); with n > 1 one
 forward/backward pass trains several effects' LoRAs at once, which is how the reference library
 is built without wasting a small model's CPU. Files written from these factors are ordinary LoRA
@@ -33,15 +35,21 @@ class StackedLoRA(nn.Module):
         self.B = nn.Parameter(torch.zeros(len(seeds), base.out_features, rank))
         self.route: torch.Tensor | None = None
         self.weight: torch.Tensor | None = None
+        self.given: tuple[torch.Tensor, torch.Tensor] | None = None  # per-sample (B, A), ΔW = B·A (supplied)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
-        if self.route is None:
+        if self.given is not None:
+            b, a = self.given
+            scale = None
+        elif self.route is None:
             return y
-        a, b = self.A[self.route.to(self.A.device)], self.B[self.route.to(self.A.device)]  # (batch, r, in), (batch, out, r)
+        else:
+            a, b = self.A[self.route.to(self.A.device)], self.B[self.route.to(self.A.device)]  # (batch, r, in), (batch, out, r)
+            scale = (self.weight.to(x.device, x.dtype) * (self.alpha / self.rank)).view(-1, 1, 1)
         h = torch.einsum("bni,bri->bnr", x, a.to(x.dtype))
         delta = torch.einsum("bnr,bor->bno", h, b.to(x.dtype))
-        return y + delta * (self.weight.to(x.device, x.dtype) * (self.alpha / self.rank)).view(-1, 1, 1)
+        return y + (delta if scale is None else delta * scale)
 
 
 def inject(model: nn.Module, names: list[str], seeds: list[int], rank: int, alpha: float) -> dict[str, StackedLoRA]:
@@ -76,6 +84,20 @@ def routed(layers: dict[str, StackedLoRA], route: torch.Tensor, weight: torch.Te
     finally:
         for layer in layers.values():
             layer.route = layer.weight = None
+
+
+@contextmanager
+def supplied(layers: dict[str, StackedLoRA], factors: list[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
+    """Within the block, sample b of every layer uses the given factors: per layer, in `layers`
+    order, (B (batch, out, r), A (batch, r, in)) with ΔW_b = B_b·A_b (no alpha/r), e.g. what a
+    hypernetwork just wrote, so the loss of the adapted model trains the hypernetwork."""
+    for layer, given in zip(layers.values(), factors, strict=True):
+        layer.given = given
+    try:
+        yield
+    finally:
+        for layer in layers.values():
+            layer.given = None
 
 
 def factors(layers: dict[str, StackedLoRA], index: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

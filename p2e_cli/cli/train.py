@@ -70,8 +70,11 @@ def hypernet(recipe: str = typer.Argument("base", help="Hypernet recipe: a file 
 
     Logs the ΔW NMSE on held-out effects and unseen paraphrases as it trains, checkpoints on the
     run record (Ctrl-C is safe; --resume continues exactly) and registers a `hypernet` record.
+    The recipe's flow phase (flow.steps, after the ΔW steps) trains on the base's own loss with the
+    predicted LoRAs applied and also logs recovery R; init=HYPERNET starts from a trained network.
 
     Example: p2e train hypernet recipes/base.yaml --set steps=500
+    Example: p2e train hypernet base --set init=tiny-hypernet --set steps=0 --set flow.steps=100
     """
     from ..hypernet.train import run_training
     from ..recipes import load_recipe
@@ -83,4 +86,6 @@ def hypernet(recipe: str = typer.Argument("base", help="Hypernet recipe: a file 
     metrics = record.data.get("metrics", {})
     console.result({"id": record.id, "name": record.name, "metrics": metrics},
                    lambda: console.info(f"hypernetwork {record.label} ({record.id}): held-out ΔW nmse "
-                                        f"{metrics.get('heldout_nmse')}, unseen paraphrases {metrics.get('unseen_prompt_nmse')}"))
+                                        f"{metrics.get('heldout_nmse')}, unseen paraphrases {metrics.get('unseen_prompt_nmse')}"
+                                        + "".join(f", R {g} {metrics[f'{g}_recovery']:.3f}" for g in ("unseen", "validation", "heldout")
+                                                  if f"{g}_recovery" in metrics)))

@@ -6,6 +6,8 @@ forming ΔW. Each step draws `batch_size` (effect, paraphrase) pairs from a gene
 (recipe seed, step), so a resumed run continues exactly; every `eval_every` steps it logs the
 ΔW NMSE on held-out effects, on unseen paraphrases of train effects, and on `validation_effects`
 train effects held back from training (to choose settings without looking at held-out effects).
+An optional last phase (recipe `flow:`, hypernet/flow.py) trains on the base's flow-matching loss
+with the predicted LoRAs applied, and then every evaluation also logs recovery R.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..registry import Record, Registry
 from ..schemas import HypernetModel, HypernetRecipe
 from ..training import (cosine_lr, full_state, load_optimizer_state, make_accelerator, name_seed, shard_fsdp,
                         stop_at_step_boundary)
+from .flow import FlowData, recoveries, recovery_sets
 from .library import Example
 from .model import MODULE_TYPES, HypernetConfig, Hypernetwork, LayerSpec, layer_specs
 
@@ -151,9 +154,15 @@ def evaluate(predict, source, targets: Targets, pairs: list[tuple[int, str]], ba
 
 def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list[str], examples: list[Example],
                    weights: list[torch.Tensor], text_encoder, run: Record | None,
-                   resume: dict[str, Any] | None, checkpoint) -> tuple[Hypernetwork, dict[str, Any]]:
-    """Train (or resume) the network; return it and its metrics/history."""
+                   resume: dict[str, Any] | None, checkpoint,
+                   init: dict[str, torch.Tensor] | None = None) -> tuple[Hypernetwork, dict[str, Any]]:
+    """Train (or resume) the network, from `init`'s weights if given (a state dict of this recipe's
+    shape); return it and its metrics/history."""
     from ..wan import base_config, layer_table
+
+    if not cfg.steps and not (init and cfg.flow.steps):
+        raise P2EError("the recipe trains nothing: steps is 0" + ("" if init else " and no init network is given"),
+                       hint="set steps > 0, or init=HYPERNET with flow.steps > 0")
 
     table = {layer.name: layer for layer in layer_table(base_config(base), MODULE_TYPES)}
     missing = [n for n in names if n not in table]
@@ -175,6 +184,8 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
                        hint="set validation_effects (e.g. --set validation_effects=8) or validation_names, or shrink_rank=0")
     if cfg.shrink_rank and cfg.sharding == "fsdp":
         raise P2EError("shrink_rank is not supported with sharding: fsdp", hint="set shrink_rank=0")
+    if cfg.flow.steps and cfg.sharding == "fsdp":
+        raise P2EError("the flow phase (flow.steps) is not supported with sharding: fsdp", hint="set flow.steps=0")
     if cfg.validation_names:
         by_name = {examples[i].effect: i for i in train}
         unknown = [n for n in cfg.validation_names if n not in by_name]
@@ -191,13 +202,23 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
     heldout_pairs = [(i, examples[i].prompts[0]) for i, e in enumerate(examples) if e.split != "train"]
     val_pairs = [(i, examples[i].prompts[0]) for i in val]
     unseen_pairs = [(i, p) for i in train for p in examples[i].unseen_prompts]
-    texts = Texts(text_encoder, [p for _, p in pairs + heldout_pairs + val_pairs + unseen_pairs])
-    rank = examples[0].factors[0][0].shape[1]
-    net = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train])
-
     accelerator = make_accelerator(cfg.mixed_precision)
     rank_, world = accelerator.process_index, accelerator.num_processes
     device = accelerator.device  # targets and prompt embeddings live there (W0 stays put: the tokenizer moves each layer)
+    # the flow phase's base and clips; with it on, every evaluation also logs recovery R
+    flow = FlowData(reg, base, names, examples, cfg, device) if cfg.flow.steps else None
+    recovery_pairs = recovery_sets(examples, train, val, cfg.flow.recovery_effects) if flow else {}
+    texts = Texts(text_encoder, [p for _, p in pairs + heldout_pairs + val_pairs + unseen_pairs]
+                  + [p for group in recovery_pairs.values() for _, p in group])
+    rank = examples[0].factors[0][0].shape[1]
+    net = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train])
+    if init is not None:
+        try:
+            net.load_state_dict(init)
+        except RuntimeError as e:
+            raise P2EError(f"init hypernetwork {cfg.init} does not have this recipe's model shape: {str(e).splitlines()[0]}",
+                           hint="use the recipe (model: section, shrink_rank) it was trained with") from e
+
     targets = Targets(examples, device)
     texts.to(device)
     sharded = cfg.sharding == "fsdp" and world > 1
@@ -254,21 +275,45 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
                "unseen_prompt_nmse": evaluate(predict, source, targets, unseen_pairs),
                "train_nmse": evaluate(predict, source, targets, pairs[:: max(1, len(pairs) // 64)]),
                "validation_nmse": evaluate(predict, source, targets, val_pairs)}
+        if flow is not None:  # recovery R as p2e eval run measures it (L0 and L_ref cached in meta)
+            with torch.no_grad():
+                row.update(recoveries(flow, recovery_pairs, lambda prompts: predict(source, prompts),
+                                      lambda i: targets.pick([i]), meta.setdefault("flow_losses", {})))
         model.train()
         meta["history"].append(row)
         console.info("step {step}: train ΔW nmse {t:.4f}, unseen paraphrases {u}, held-out effects {h}".format(
             step=step, t=row["train_nmse"], u=_fmt(row["unseen_prompt_nmse"]), h=_fmt(row["heldout_nmse"]))
-            + (f", validation effects {row['validation_nmse']:.4f}" if val else ""))
+            + (f", validation effects {row['validation_nmse']:.4f}" if val else "")
+            + "".join(f"; R {group} {row[f'{group}_recovery']:.3f}" for group in ("unseen", "validation", "heldout")
+                      if f"{group}_recovery" in row))
 
+    def flow_loss(step: int) -> torch.Tensor:
+        """A flow-phase step's loss: the samples' flow-matching loss through the base with their
+        predicted LoRAs, plus anchor x the ΔW loss (hypernet/flow.py)."""
+        batch, latents, text, sigmas, noise = flow.batch(pairs, step - cfg.steps, rank_, world)
+        pred = predict(weights, [p for _, p in batch])
+        loss = flow.loss(pred, latents, text, sigmas, noise)
+        if cfg.flow.anchor:
+            loss = loss + cfg.flow.anchor * hypernet_loss(model, pred, targets.pick([e for e, _ in batch]), cfg)
+        return loss
+
+    total = cfg.steps + cfg.flow.steps
+    if init is not None and not meta["history"]:
+        measure(0, None)  # where the init network starts
     net.train()
-    with console.progress("train hypernet", total=cfg.steps) as advance, stop_at_step_boundary() as stop_requested:
+    with console.progress("train hypernet", total=total) as advance, stop_at_step_boundary() as stop_requested:
         advance(meta["step"])
-        for step in range(meta["step"], cfg.steps):
+        for step in range(meta["step"], total):
+            if step == cfg.steps:  # a new objective: Adam's moments of the ΔW loss would misscale its steps
+                getattr(optimizer, "optimizer", optimizer).state.clear()
             for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps)
+                group["lr"] = (cosine_lr(step, cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps) if step < cfg.steps else
+                               cosine_lr(step - cfg.steps, cfg.flow.steps, cfg.flow.lr, cfg.flow.warmup_steps))
             g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
             batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()]
-            if cfg.mixup > 0:
+            if step >= cfg.steps:
+                loss = flow_loss(step)
+            elif cfg.mixup > 0:
                 loss = mixup_loss(batch, g)
             else:
                 batch = batch[rank_::world]
@@ -284,13 +329,13 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             done = step + 1
             meta["step"] = done
             advance(loss=loss.item())
-            if done % cfg.eval_every == 0 or done == cfg.steps:
+            if done % cfg.eval_every == 0 or done in (cfg.steps, total):
                 measure(done, loss.item())
             if stop_requested():
                 save(done)
                 console.info(f"interrupted: checkpoint saved at step {done}; continue with --resume {run.id if run else ''}")
                 raise KeyboardInterrupt
-            if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+            if done % cfg.checkpoint_every == 0 and done < total:
                 save(done)
     if cfg.shrink_rank:
         model.eval()
@@ -338,6 +383,20 @@ def fit_shrink(net: Hypernetwork, targets: Targets, train: list[int], val_pairs:
     return {"alpha": alpha}
 
 
+def init_weights(reg: Registry, ref: str, names: list[str]) -> dict[str, torch.Tensor]:
+    """The state dict of the hypernetwork `ref` (a file, or a registry hypernet id/name) to start
+    from; it must adapt the same layers."""
+    from pathlib import Path
+
+    from .store import load_hypernet
+
+    path = Path(ref) if ref.endswith(".safetensors") or Path(ref).exists() else reg.path(reg.get(ref, "hypernet").files["weights"])
+    net, meta, _ = load_hypernet(path)
+    if [row[0] for row in meta["layers"]] != names:
+        raise P2EError(f"init hypernetwork {ref} adapts other layers than this library", hint="start from one trained on this base")
+    return net.state_dict()
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -383,7 +442,8 @@ def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record | Non
         console.info(f"run {run.id}: hypernetwork on base {base.name or base.id} (resume with --resume {run.id})")
     checkpoint = (lambda t, o, m: save_checkpoint(reg, run, ["hypernet"], t, o, m)) if run is not None else None
     net, meta = train_hypernet(reg, cfg, base, names, examples, weights, text,
-                               run, load_checkpoint(reg, run, ["hypernet"]) if resume else None, checkpoint)
+                               run, load_checkpoint(reg, run, ["hypernet"]) if resume else None, checkpoint,
+                               init=init_weights(reg, cfg.init, names) if cfg.init else None)
     if not state.is_main_process:
         state.wait_for_everyone()
         return None

@@ -8,7 +8,8 @@ from p2e_cli.registry import open_registry
 LORA = ["steps=6", "batch_size=2", "clips_per_effect=3", "val_clips=1", "validate_every=3", "checkpoint_every=3",
         "rank=2", "alpha=2.0", "group_size=4"]
 HYPERNET = ["steps=12", "batch_size=4", "eval_every=6", "checkpoint_every=6", "model.dim=16", "model.heads=2",
-            "model.queries=8", "model.fusion_layers=1", "model.feature_dim=16", "model.head_dim=32"]
+            "model.queries=8", "model.fusion_layers=1", "model.feature_dim=16", "model.head_dim=32",
+            "flow.steps=2", "flow.batch_size=2", "flow.clips_per_effect=3", "flow.val_clips=1"]  # + the flow phase
 EFFECTS = ["melt", "invert", "fade-black", "hue-orange"]  # hue-orange is a held-out effect
 
 
@@ -27,7 +28,7 @@ def test_clips_to_video(cli, tmp_path):
     hyper = cli("train", "hypernet", "base", "--base", "micro", *sets(HYPERNET), "--json")
     assert hyper.code == 0, hyper.stderr
     metrics = hyper.json()["metrics"]
-    assert metrics["step"] == 12 and metrics["heldout_nmse"] is not None and metrics["unseen_prompt_nmse"] is not None
+    assert metrics["step"] == 14 and metrics["heldout_nmse"] is not None and metrics["unseen_prompt_nmse"] is not None
     record = open_registry().get(hyper.json()["id"])
     assert len(record.data["library"]) == 4 and record.data["dataset"]["heldout_effects"] == 1
 

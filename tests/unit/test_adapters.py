@@ -24,6 +24,25 @@ def test_stacked_lora_routes_each_sample_to_its_adapter():
     torch.testing.assert_close(model(x), base(x))  # outside `routed`: the bare base
 
 
+def test_supplied_factors_apply_per_sample_and_carry_gradients_back():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.GELU(), nn.Linear(5, 3))
+    layers = adapters.inject(model, ["0", "2"], seeds=[1], rank=1, alpha=1.0)
+    factors = [(torch.randn(2, 5, 3, requires_grad=True), torch.randn(2, 3, 6, requires_grad=True)),
+               (torch.randn(2, 3, 3, requires_grad=True), torch.randn(2, 3, 5, requires_grad=True))]
+    x = torch.randn(2, 4, 6)
+    with adapters.supplied(layers, factors):
+        y = model(x)
+    for b in range(2):  # sample b: W0 + B_b·A_b in every layer, no alpha/r
+        dense = [layers[n].base.weight + f[0][b] @ f[1][b] for n, f in zip(("0", "2"), factors)]
+        h = torch.nn.functional.gelu(x[b] @ dense[0].T + layers["0"].base.bias)
+        torch.testing.assert_close(y[b], h @ dense[1].T + layers["2"].base.bias)
+    y.sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for f in factors for t in f)
+    assert all(layer.A.grad is None for layer in layers.values())  # the adapters' own factors are not used
+    torch.testing.assert_close(model(x), nn.Sequential(layers["0"].base, nn.GELU(), layers["2"].base)(x))  # after: the base
+
+
 def test_inject_freezes_base_and_remove_restores_it():
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
     original = model[1]

@@ -18,7 +18,7 @@ from p2e_cli.wan import base_config, base_path, layer_table
 
 OVERRIDES = ["base=micro", "steps=6", "batch_size=4", "eval_every=3", "checkpoint_every=3", "model.dim=16",
              "model.heads=2", "model.queries=8", "model.fusion_layers=1", "model.feature_dim=16", "model.head_dim=32",
-             "optim.lr=3e-3", "optim.warmup_steps=0"]
+             "optim.lr=3e-3", "optim.warmup_steps=0", "flow.steps=0"]
 
 
 @pytest.fixture
@@ -42,6 +42,19 @@ def inputs(library, cfg):
     return reg, base, names, examples, weights
 
 
+def checkpoint_keeper():
+    """(dict, checkpoint callback): the callback keeps copies of the last checkpoint in the dict."""
+    import copy
+
+    saved = {}
+
+    def keep(tensors, optimizer, meta):
+        saved.update(tensors={k: v.clone() for k, v in tensors.items()}, optimizer=copy.deepcopy(optimizer),
+                     meta=copy.deepcopy(meta))
+
+    return saved, keep
+
+
 def test_library_splits_and_prompts(library):
     cfg = load_recipe("base", OVERRIDES)
     _, _, names, examples, _ = inputs(library, cfg)
@@ -56,14 +69,7 @@ def test_resume_continues_exactly(library):
     cfg = load_recipe("base", OVERRIDES)
     reg, base, names, examples, weights = inputs(library, cfg)
     text = TextEncoder("minilm")
-    saved = {}
-
-    def keep(tensors, optimizer, meta):
-        import copy
-
-        saved.update(tensors={k: v.clone() for k, v in tensors.items()}, optimizer=copy.deepcopy(optimizer),
-                     meta=copy.deepcopy(meta))
-
+    saved, keep = checkpoint_keeper()
     straight, meta = train_hypernet(reg, cfg, base, names, examples, weights, text, None, None, keep)
     assert saved["meta"]["step"] == 3
     resumed, meta2 = train_hypernet(reg, cfg, base, names, examples, weights, text, None, saved, None)
@@ -148,6 +154,58 @@ def test_fsdp_over_two_processes_trains_the_same_network_as_one_process(cli, lib
         net = load_hypernet(reg.path(reg.find("hypernet", name).files["weights"]))[0]
         outputs.append(torch.cat([torch.cat([b.flatten(1), a.flatten(1)], 1) for b, a in net(weights, text, mask)], 1))
     torch.testing.assert_close(outputs[1], outputs[0], atol=1e-4, rtol=1e-3)
+
+
+FLOW = ["steps=3", "flow.steps=3", "flow.batch_size=2", "flow.clips_per_effect=2", "flow.val_clips=1",
+        "flow.recovery_effects=1", "flow.warmup_steps=0", "flow.lr=1e-3"]
+
+
+def test_flow_phase_trains_on_the_base_loss_logs_recovery_and_resumes_exactly(library):
+    """After the ΔW steps, flow.steps more steps train through the frozen base (the loss of each
+    clip with the LoRA the network writes for its effect's prompt); every evaluation logs R as
+    p2e eval run measures it, and a checkpoint inside the flow phase resumes exactly."""
+    torch.set_num_threads(1)
+    cfg = load_recipe("base", OVERRIDES + FLOW + ["checkpoint_every=5"])
+    reg, base, names, examples, weights = inputs(library, cfg)
+    text = TextEncoder("minilm")
+    saved, keep = checkpoint_keeper()
+    net, meta = train_hypernet(reg, cfg, base, names, examples, weights, text, None, None, keep)
+    assert [row["step"] for row in meta["history"]] == [3, 6]
+    # [L0, L_ref] cached per measured effect: the unseen paraphrase of a train effect, the held-out effect
+    losses = meta["flow_losses"]
+    assert set(losses) == {"invert", "hue-orange"}
+    for row in meta["history"]:  # R where it is defined: the reference beats the base (random teachers may not)
+        for group, effect in (("unseen", "invert"), ("heldout", "hue-orange")):
+            l0, lref = losses[effect]
+            assert (f"{group}_recovery" in row) == (l0 > lref)
+    assert "heldout_recovery" in meta["history"][-1] and torch.isfinite(torch.tensor(meta["history"][-1]["heldout_recovery"]))
+    # the flow phase changed the network: the first 3 steps alone give another one
+    only_delta, _ = train_hypernet(reg, load_recipe("base", OVERRIDES + ["steps=3"]), base, names, examples, weights,
+                                   text, None, None, None)
+    assert any(not torch.equal(v, w) for v, w in zip(net.state_dict().values(), only_delta.state_dict().values()))
+    assert saved["meta"]["step"] == 5  # inside the flow phase
+    resumed, meta2 = train_hypernet(reg, cfg, base, names, examples, weights, text, None, saved, None)
+    for (k, v), w in zip(net.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v, w), k
+    assert meta["history"][-1] == meta2["history"][-1]
+
+
+def test_init_starts_from_a_registered_hypernetwork(cli, library):
+    """`init` loads a trained network; with steps=0 only the flow phase trains (here at lr 0, so
+    the result is the init network itself), and the log starts with where it starts (step 0)."""
+    overrides = [f"--set={o}" for o in OVERRIDES + FLOW + ["flow.steps=0", "name=first"]]
+    assert cli("train", "hypernet", "base", *overrides).code == 0
+    again = [f"--set={o}" for o in OVERRIDES + FLOW + ["steps=0", "flow.steps=1", "flow.lr=0", "name=second", "init=first"]]
+    assert cli("train", "hypernet", "base", *again).code == 0
+    reg = open_registry()
+    nets = [load_hypernet(reg.path(reg.find("hypernet", n).files["weights"]))[0] for n in ("first", "second")]
+    for (k, v), w in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        assert torch.equal(v, w), k
+    assert [row["step"] for row in reg.find("hypernet", "second").data["history"]] == [0, 1]
+    bad = cli("train", "hypernet", "base", *again[:-1], "--set=init=first", "--set=model.dim=32")
+    assert bad.code == 2 and "model shape" in bad.stderr
+    nothing = cli("train", "hypernet", "base", *[f"--set={o}" for o in OVERRIDES + ["steps=0"]])
+    assert nothing.code == 2 and "trains nothing" in nothing.stderr
 
 
 def test_bf16_autocast_trains(library):
