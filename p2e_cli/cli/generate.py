@@ -14,13 +14,19 @@ from ..errors import P2EError
 
 def read_prompts(prompts: list[str], batch: Path | None) -> list[str]:
     """The prompts of the command line, then one per non-empty, non-# line of --batch."""
-    out = [p.strip() for p in prompts or []]
+    from ..render import check_prompt
+
+    out = [check_prompt(p, "a prompt").strip() for p in prompts or []]
     if batch is not None:
         from ..files import readable_file
 
         readable_file(batch, "--batch file")
-        out += [line.strip() for line in batch.read_text(encoding="utf-8", errors="replace").splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+        try:
+            text = batch.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise P2EError(f"--batch file {batch} is not UTF-8 text (byte {e.start})",
+                           hint="re-encode it as UTF-8, one prompt per line") from None
+        out += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not out:
         raise P2EError("no prompt given", hint='p2e generate "melting into liquid" -o melt.safetensors, or --batch prompts.txt')
     empty = [i for i, p in enumerate(out) if not p]

@@ -1,7 +1,6 @@
-"""Hostile prompts, through the command that takes one today: `p2e render --prompt` on the micro
-world. Any text renders and is recorded exactly; bytes that are not UTF-8 are bad input.
-
-(`p2e generate` is not built yet: its prompt argument and prompt files join these cases then.)
+"""Hostile prompts, through the commands that take one: `p2e render --prompt` on the micro world
+and `p2e generate` (prompt argument and --batch file) with the shipped tiny hypernetwork. Any text
+renders / generates and is recorded exactly; bytes that are not UTF-8 are bad input.
 """
 
 import pytest
@@ -28,3 +27,14 @@ def test_any_text_renders_and_is_recorded_exactly(case, micro, prompt):
 def test_non_utf8_bytes(case, micro):
     case.expect(render(case, micro, b"caf\xe9 \xff\xfe melting"), 2, "--prompt", "UTF-8")
     assert not (case.work / "out.mp4").exists()
+
+
+def test_generate_records_any_text_exactly_and_refuses_non_utf8(case):
+    run = case.expect(case.p2e("generate", CONTROL, "-o", "c.safetensors", "--json"), 0)
+    [entry] = run.json()
+    assert entry["prompt"] == CONTROL
+    assert case.p2e("ls", "lora", "--subkind", "predicted", "--json").json()[0]["data"]["prompt"] == CONTROL
+    case.expect(case.p2e("generate", b"caf\xe9 \xff melting", "-o", "d.safetensors"), 2, "UTF-8")
+    (case.work / "prompts.txt").write_bytes(b"melting\ncaf\xe9 \xff\n")
+    case.expect(case.p2e("generate", "--batch", case.work / "prompts.txt", "--out-dir", "loras"), 2, "not UTF-8")
+    assert not (case.work / "d.safetensors").exists() and not (case.work / "loras").exists()
