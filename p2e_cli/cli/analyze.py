@@ -57,9 +57,7 @@ def spectrum(base: Optional[str] = typer.Option(None, "--base", "-b", help="Base
              device: str = typer.Option("auto", "--device", help="Where W0's SVDs run: auto (cuda if present), cpu, cuda.")) -> None:
     """Energy of W0 and of ΔW in W0's top-k singular subspaces, per adapted layer, for k/n from 0 to 1.
 
-    W0 keeps most energy in few directions; a LoRA's ΔW spreads over many (the paper's
-    compressibility gap, the case for full-rank weight tokens). Left: ‖U_kᵀΔW‖²/‖ΔW‖²; right:
-    ‖ΔW V_k‖²/‖ΔW‖²; curves are means over layers (and LoRAs), the JSON also has each layer.
+    W0 keeps most energy in few directions; a LoRA's ΔW spreads over many (the paper's compressibility gap, the case for full-rank weight tokens). Left: ‖U_kᵀΔW‖²/‖ΔW‖²; right: ‖ΔW V_k‖²/‖ΔW‖²; curves are means over layers (and LoRAs), the JSON also has each layer.
 
     Example: p2e analyze spectrum --base tiny -o gap.png --json
     """

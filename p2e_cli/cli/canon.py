@@ -99,9 +99,7 @@ def canon(loras: Optional[List[str]] = typer.Argument(None, metavar="LORA",
                                                      "registry; a file F.safetensors gives F.canonical.safetensors.")) -> None:
     """Rewrite LoRAs in SVD-canonical form: ΔW = U S Vᵀ, B = U S^½, A = S^½ Vᵀ, alpha = rank, signs fixed.
 
-    Registry LoRAs get a `canonical` child record (the source is its parent); running it again
-    adds nothing; a LoRA already canonical comes back bit-identical. The math runs in float64
-    without forming ΔW; files are float32, so ΔW changes only by float32 rounding (~1e-7).
+    Registry LoRAs get a `canonical` child record (the source is its parent); running it again adds nothing; a LoRA already canonical comes back bit-identical. The math runs in float64 without forming ΔW; files are float32, so ΔW changes only by float32 rounding (~1e-7).
 
     --all also registers the reference library shipped with a world (tiny), the first time.
 

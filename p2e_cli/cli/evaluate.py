@@ -110,9 +110,7 @@ def ablations(recipe: str = typer.Option("ablations", "--recipe", help="Ablation
                                                                 "(e.g. --set batch_size=8)."),
               base: Optional[str] = typer.Option(None, "--base", help="Base (default: the hypernet recipe's)."),
               out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write ablations.json and ablations.md here.")) -> None:
-    """Train every ablation variant with the same budget and tabulate held-out ΔW NMSE and recovery R
-    (the paper's table: canonical vs raw targets, weights vs noise vs none, full vs half rank,
-    128/256/512 queries, unified vs ensemble). Re-running reuses variants already trained.
+    """Train every ablation variant with the same budget and tabulate held-out ΔW NMSE and recovery R (the paper's table: canonical vs raw targets, weights vs noise vs none, full vs half rank, 128/256/512 queries, unified vs ensemble). Re-running reuses variants already trained.
 
     Example: p2e eval ablations --recipe ablations -o docs/
     """

@@ -24,9 +24,7 @@ def finetune(effect: Optional[str] = typer.Argument(None, help="Effect to fine-t
              name: Optional[str] = typer.Option(None, "--name", help="Registry name for the result.")) -> None:
     """Fine-tune a LoRA starting from a predicted one (same trainer as p2e train lora; kind finetuned).
 
-    The init's factors become the adapter's A/B (rank and alpha taken from it). Prints the
-    validation loss along the way and, when the effect has a reference LoRA, the first
-    validation step at which the fine-tune reaches the reference's loss.
+    The init's factors become the adapter's A/B (rank and alpha taken from it). Prints the validation loss along the way and, when the effect has a reference LoRA, the first validation step at which the fine-tune reaches the reference's loss.
 
     Example: p2e finetune --init melt.safetensors --clips ./melt_clips/
     """

@@ -68,10 +68,9 @@ def hypernet(recipe: str = typer.Argument("base", help="Hypernet recipe: a file 
              resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted run (its id).")) -> None:
     """Train the weight-driven hypernetwork on a base's canonical LoRA library (train-split effects).
 
-    Logs the ΔW NMSE on held-out effects and unseen paraphrases as it trains, checkpoints on the
-    run record (Ctrl-C is safe; --resume continues exactly) and registers a `hypernet` record.
-    The recipe's flow phase (flow.steps, after the ΔW steps) trains on the base's own loss with the
-    predicted LoRAs applied and also logs recovery R; init=HYPERNET starts from a trained network.
+    Logs the ΔW NMSE on held-out effects and unseen paraphrases as it trains, checkpoints on the run record (Ctrl-C is safe; --resume continues exactly) and registers a `hypernet` record.
+
+    The recipe's flow phase (flow.steps, after the ΔW steps) trains on the base's own loss with the predicted LoRAs applied and also logs recovery R; init=HYPERNET starts from a trained network.
 
     Example: p2e train hypernet recipes/base.yaml --set steps=500
     Example: p2e train hypernet base --set init=tiny-hypernet --set steps=0 --set flow.steps=100

@@ -84,8 +84,7 @@ def ship(base: str = typer.Argument("tiny", help="The world's base (its registry
          out: Optional[Path] = typer.Option(None, "-o", "--out", help="World folder to write into (default: the package's worlds/NAME).")) -> None:
     """Write a world's trained parts beside it for shipping: library.safetensors, hypernet.safetensors.
 
-    A fresh install registers them with the world on first use (references, hypernet NAME).
-    Maintainers run this after building the library / training the hypernetwork, then commit.
+    A fresh install registers them with the world on first use (references, hypernet NAME). Maintainers run this after building the library / training the hypernetwork, then commit.
 
     Example: p2e world ship tiny --library --hypernet tiny-hypernet
     """
