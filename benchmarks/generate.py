@@ -40,7 +40,7 @@ def main() -> None:
     import torch
 
     from p2e_cli import console
-    from p2e_cli.cli.generate import resolve_hypernet
+    from p2e_cli.hypernet.store import resolve_hypernet
     from p2e_cli.hypernet.store import Generator
     from p2e_cli.registry import open_registry, set_home
     from p2e_cli.wan import resolve_base

@@ -66,7 +66,7 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
     generator = None
     if not reference_only:
         from ..hypernet.store import Generator
-        from .generate import resolve_hypernet
+        from ..hypernet.store import resolve_hypernet
 
         path, _ = resolve_hypernet(reg, hypernet, base_record)
         generator = Generator(path, base_record, reg.folder("cache", "hypernet"))

@@ -42,27 +42,6 @@ def slug(prompt: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60] or "lora"
 
 
-def resolve_hypernet(reg: Any, ref: str | None, base: Any) -> tuple[Path, Any]:
-    """(weights file, registry record or None): a file, a registry hypernet id/name, or the newest
-    hypernetwork trained for the base's layer table."""
-    if ref is not None and (ref.endswith(".safetensors") or Path(ref).exists()):
-        return Path(ref), None
-    if ref is not None:
-        record = reg.get(ref, "hypernet")
-    else:
-        fitting = [r for r in reg.ls("hypernet") if r.data.get("layer_table") == base.data.get("layer_table")]
-        if not fitting:
-            from ..world.shipped import install_shipped_hypernet
-
-            shipped = install_shipped_hypernet(reg, base)
-            fitting = [shipped] if shipped is not None else []
-        if not fitting:
-            raise P2EError(f"no hypernetwork for base {base.name or base.id}",
-                           hint="train one with p2e train hypernet, or pass --hypernet FILE")
-        record = max(fitting, key=lambda r: r.created)
-    return reg.path(record.files["weights"]), record
-
-
 def finish(b: Any, a: Any, rank: int, scale: float) -> tuple[Any, Any]:
     """Canonical factors of scale·B·A truncated to `rank` (float32, written with alpha = rank)."""
     from ..canon import canonical_from_svd, low_rank_svd
@@ -108,6 +87,8 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
         raise P2EError(f"--scale must be a finite number, got {scale}")
     reg = open_registry()
     base_record = resolve_base(base)
+    from ..hypernet.store import resolve_hypernet
+
     path, record = resolve_hypernet(reg, hypernet, base_record)
     targets = [output] if output is not None else [out_dir / f"{slug(p)}.safetensors" for p in prompts] if out_dir else [None] * len(prompts)
     if out_dir is not None:

@@ -75,6 +75,7 @@ def hypernet(recipe: str = typer.Argument("base", help="Hypernet recipe: a file 
     Example: p2e train hypernet recipes/base.yaml --set steps=500
     Example: p2e train hypernet base --set init=tiny-hypernet --set steps=0 --set flow.steps=100
     """
+    from ..hypernet.flow import recovery_text
     from ..hypernet.train import run_training
     from ..recipes import load_recipe
 
@@ -86,5 +87,4 @@ def hypernet(recipe: str = typer.Argument("base", help="Hypernet recipe: a file 
     console.result({"id": record.id, "name": record.name, "metrics": metrics},
                    lambda: console.info(f"hypernetwork {record.label} ({record.id}): held-out ΔW nmse "
                                         f"{metrics.get('heldout_nmse')}, unseen paraphrases {metrics.get('unseen_prompt_nmse')}"
-                                        + "".join(f", R {g} {metrics[f'{g}_recovery']:.3f}" for g in ("unseen", "validation", "heldout")
-                                                  if f"{g}_recovery" in metrics)))
+                                        + recovery_text(metrics)))

@@ -25,7 +25,7 @@ from ..registry import Record, Registry
 from ..schemas import HypernetModel, HypernetRecipe
 from ..training import (cosine_lr, full_state, load_optimizer_state, make_accelerator, name_seed, shard_fsdp,
                         stop_at_step_boundary)
-from .flow import FlowData, recoveries, recovery_sets
+from .flow import FlowData, recoveries, recovery_sets, recovery_text
 from .library import Example
 from .model import MODULE_TYPES, HypernetConfig, Hypernetwork, LayerSpec, layer_specs
 
@@ -283,9 +283,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         meta["history"].append(row)
         console.info("step {step}: train ΔW nmse {t:.4f}, unseen paraphrases {u}, held-out effects {h}".format(
             step=step, t=row["train_nmse"], u=_fmt(row["unseen_prompt_nmse"]), h=_fmt(row["heldout_nmse"]))
-            + (f", validation effects {row['validation_nmse']:.4f}" if val else "")
-            + "".join(f"; R {group} {row[f'{group}_recovery']:.3f}" for group in ("unseen", "validation", "heldout")
-                      if f"{group}_recovery" in row))
+            + (f", validation effects {row['validation_nmse']:.4f}" if val else "") + recovery_text(row))
 
     def flow_loss(step: int) -> torch.Tensor:
         """A flow-phase step's loss: the samples' flow-matching loss through the base with their
@@ -309,16 +307,17 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             for group in optimizer.param_groups:
                 group["lr"] = (cosine_lr(step, cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps) if step < cfg.steps else
                                cosine_lr(step - cfg.steps, cfg.flow.steps, cfg.flow.lr, cfg.flow.warmup_steps))
-            g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
-            batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()]
             if step >= cfg.steps:
                 loss = flow_loss(step)
-            elif cfg.mixup > 0:
-                loss = mixup_loss(batch, g)
             else:
-                batch = batch[rank_::world]
-                pred = predict(weights, [p for _, p in batch])
-                loss = hypernet_loss(model, pred, targets.pick([e for e, _ in batch]), cfg)
+                g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
+                batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()]
+                if cfg.mixup > 0:
+                    loss = mixup_loss(batch, g)
+                else:
+                    batch = batch[rank_::world]
+                    pred = predict(weights, [p for _, p in batch])
+                    loss = hypernet_loss(model, pred, targets.pick([e for e, _ in batch]), cfg)
             accelerator.backward(loss)
             if sharded:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -383,15 +382,12 @@ def fit_shrink(net: Hypernetwork, targets: Targets, train: list[int], val_pairs:
     return {"alpha": alpha}
 
 
-def init_weights(reg: Registry, ref: str, names: list[str]) -> dict[str, torch.Tensor]:
+def init_weights(reg: Registry, ref: str, base: Record, names: list[str]) -> dict[str, torch.Tensor]:
     """The state dict of the hypernetwork `ref` (a file, or a registry hypernet id/name) to start
     from; it must adapt the same layers."""
-    from pathlib import Path
+    from .store import load_hypernet, resolve_hypernet
 
-    from .store import load_hypernet
-
-    path = Path(ref) if ref.endswith(".safetensors") or Path(ref).exists() else reg.path(reg.get(ref, "hypernet").files["weights"])
-    net, meta, _ = load_hypernet(path)
+    net, meta, _ = load_hypernet(resolve_hypernet(reg, ref, base)[0])
     if [row[0] for row in meta["layers"]] != names:
         raise P2EError(f"init hypernetwork {ref} adapts other layers than this library", hint="start from one trained on this base")
     return net.state_dict()
@@ -443,7 +439,7 @@ def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record | Non
     checkpoint = (lambda t, o, m: save_checkpoint(reg, run, ["hypernet"], t, o, m)) if run is not None else None
     net, meta = train_hypernet(reg, cfg, base, names, examples, weights, text,
                                run, load_checkpoint(reg, run, ["hypernet"]) if resume else None, checkpoint,
-                               init=init_weights(reg, cfg.init, names) if cfg.init else None)
+                               init=init_weights(reg, cfg.init, base, names) if cfg.init else None)
     if not state.is_main_process:
         state.wait_for_everyone()
         return None
