@@ -7,6 +7,7 @@ Prints:
             file), best of --repeats; the first run also builds the W0 encoding cache, shown apart
   warm      in-process Generator: one prompt per call (text encoding + fusion + decode)
   batched   in-process Generator: 100 prompts in one call
+            (both in fp32 and in `auto` precision side by side, with how far auto's ΔW is from fp32's)
   encode    the one-off W0 weight encoding that the cache saves (per base and hypernetwork)
 
 Run: python benchmarks/generate.py [--base tiny] [--hypernet ID|FILE | --random] [--repeats 3]
@@ -40,8 +41,7 @@ def main() -> None:
     import torch
 
     from p2e_cli import console
-    from p2e_cli.hypernet.store import resolve_hypernet
-    from p2e_cli.hypernet.store import Generator
+    from p2e_cli.hypernet.store import Generator, compute_dtype, native_bf16, resolve_hypernet
     from p2e_cli.registry import open_registry, set_home
     from p2e_cli.wan import resolve_base
 
@@ -56,24 +56,29 @@ def main() -> None:
             args.hypernet = str(path)
         else:
             path, _ = resolve_hypernet(reg, args.hypernet, base)
-        print(f"base {base.name}, hypernetwork {path.name}, {torch.get_num_threads()} torch threads")
+        print(f"base {base.name}, hypernetwork {path.name}, {torch.get_num_threads()} torch threads, "
+              f"CPU {torch.backends.cpu.get_cpu_capability()}, bf16 in hardware: {native_bf16()}")
         cache = Path(tmp) / "cache"
         start = time.perf_counter()
         Generator(path, base, cache)
         encode_s = time.perf_counter() - start
-        gen = Generator(path, base, cache)  # from the cache now
-        gen(PROMPTS[:1])  # text encoder load + first-call warm-up
-        warm = []
-        for i in range(20):
-            start = time.perf_counter()
-            gen([PROMPTS[i % len(PROMPTS)]])
-            warm.append(time.perf_counter() - start)
         hundred = [f"{p} {i}" for i, p in enumerate(PROMPTS * 10)]
-        batched = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            gen(hundred)
-            batched.append(time.perf_counter() - start)
+        timings, outputs = {}, {}
+        for precision in ("fp32", "auto"):  # side by side; auto is what p2e generate uses
+            gen = Generator(path, base, cache, precision=precision)  # from the cache now
+            gen(PROMPTS[:1])  # text encoder load + first-call warm-up
+            warm = []
+            for i in range(20):
+                start = time.perf_counter()
+                gen([PROMPTS[i % len(PROMPTS)]])
+                warm.append(time.perf_counter() - start)
+            batched = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                outputs[precision] = gen(hundred)
+                batched.append(time.perf_counter() - start)
+            timings[precision] = (sorted(warm)[len(warm) // 2], min(batched))
+        auto = str(compute_dtype("auto")).removeprefix("torch.")
 
         env = {**os.environ, **({"P2E_HOME": args.home} if args.home else {})}
         command = [sys.executable, "-m", "p2e_cli", "generate", PROMPTS[0], "--no-register"]
@@ -88,9 +93,21 @@ def main() -> None:
     print(f"encode   {encode_s * 1e3:8.0f} ms   one-off W0 encoding (cached afterwards)")
     print(f"cold     {min(cold[1:]):8.2f} s    CLI in a fresh process, best of {args.repeats} "
           f"(first run, building the registry cache: {cold[0]:.2f} s)   target < 3 s")
-    print(f"warm     {sorted(warm)[len(warm) // 2] * 1e3:8.1f} ms   median of 20 single-prompt calls   target < 20 ms")
-    print(f"batched  {min(batched):8.3f} s    100 prompts in one call, best of {args.repeats}   target < 1 s")
+    for precision, (warm, batched) in timings.items():
+        label = f"{precision} ({auto})" if precision == "auto" else precision
+        print(f"warm     {warm * 1e3:8.1f} ms   median of 20 single-prompt calls, {label:<12} target < 20 ms")
+        print(f"batched  {batched:8.3f} s    100 prompts in one call, best of {args.repeats}, {label:<8} target < 1 s")
+    if auto != "float32":
+        diffs = sorted(relative_difference(a, b) for a, b in zip(outputs["fp32"], outputs["auto"]))
+        print(f"{auto} vs fp32: ΔW differs by {diffs[len(diffs) // 2]:.2%} (median over 100 prompts; max {diffs[-1]:.2%})")
+    print(f"(p2e generate computes in {auto} here: --precision auto; cold above is that)")
 
+
+def relative_difference(one: dict, other: dict) -> float:
+    """‖ΔW − ΔW'‖ / ‖ΔW‖ over all layers of two generated LoRAs."""
+    num = sum(float((b @ a - other[k][0] @ other[k][1]).square().sum()) for k, (b, a) in one.items())
+    den = sum(float((b @ a).square().sum()) for b, a in one.values())
+    return (num / den) ** 0.5
 
 def random_hypernet(base, path: Path) -> Path:
     """recipes/base.yaml's network for `base`, randomly initialised, saved like a trained one."""

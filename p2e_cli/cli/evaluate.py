@@ -44,6 +44,8 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
                                                                                        "(the reference library's)."),
         finetune_set: List[str] = typer.Option([], "--finetune-set", help="Override a key of that recipe (repeatable), "
                                                                            "e.g. validate_every=10."),
+        precision: str = typer.Option("fp32", "--precision", help="Run the hypernetwork in fp32 (its own figures, the "
+                                                                  "same on every machine), bf16, or auto (as generate)."),
         out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write report.json, results.md and plots into this folder.")) -> None:
     """Measure LoRAs against the procedural ground truth on held-out photos: L0 / L_ref / L_pred and
     recovery R, ΔW NMSE and cosine, misaligned- and random-prompt controls, render MSE, and with
@@ -69,7 +71,7 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
         from ..hypernet.store import resolve_hypernet
 
         path, _ = resolve_hypernet(reg, hypernet, base_record)
-        generator = Generator(path, base_record, reg.folder("cache", "hypernet"))
+        generator = Generator(path, base_record, reg.folder("cache", "hypernet"), precision=precision)
     if finetune < 0:
         raise P2EError(f"--finetune must be 0 or more, got {finetune}")
     if finetune and generator is None:

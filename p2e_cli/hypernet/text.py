@@ -45,6 +45,10 @@ class BertEncoder:
         self.eps = config.get("layer_norm_eps", 1e-12)
         self.dim = config["hidden_size"]
 
+    def to(self, dtype: torch.dtype) -> "BertEncoder":
+        self.w = {k: v.to(dtype) for k, v in self.w.items()}
+        return self
+
     def _ln(self, x: torch.Tensor, prefix: str) -> torch.Tensor:
         return torch.nn.functional.layer_norm(x, (x.shape[-1],), self.w[f"{prefix}.weight"], self.w[f"{prefix}.bias"], self.eps)
 
@@ -74,7 +78,7 @@ class BertEncoder:
 
 
 class TextEncoder:
-    """texts -> (token embeddings (B, L, D) float32, attention mask (B, L) bool)."""
+    """texts -> (token embeddings (B, L, D) in the encoder's dtype (float32 unless .to()), attention mask (B, L) bool)."""
 
     def __init__(self, name: str = "minilm"):
         import json
@@ -99,16 +103,25 @@ class TextEncoder:
             logging.set_verbosity(verbosity)
         self.dim = int(self.model.config.hidden_size)
 
+    def to(self, dtype: torch.dtype) -> "TextEncoder":
+        """Compute in `dtype` (embeddings come out in it)."""
+        if self.bert is not None:
+            self.bert.to(dtype)
+        else:
+            self.model.to(dtype)
+        return self
+
     @torch.no_grad()
     def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         if self.bert is not None:
             return self.bert(texts)
         batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        return out.float(), batch["attention_mask"].bool()
+        return out, batch["attention_mask"].bool()
 
     def sentence(self, texts: list[str]) -> torch.Tensor:
         """Unit-norm mean-pooled sentence embeddings (B, D): how MiniLM compares sentences."""
         embeds, mask = self(texts)
+        embeds = embeds.float()
         pooled = (embeds * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
         return torch.nn.functional.normalize(pooled, dim=-1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from p2e_cli.hypernet.model import HypernetConfig, Hypernetwork, layer_specs
-from p2e_cli.hypernet.store import save_hypernet
+from p2e_cli.hypernet.store import Generator, save_hypernet
 from p2e_cli.lora_io import LoraLayer, write_lora
 from p2e_cli.wan import base_config, layer_table
 
@@ -31,6 +31,7 @@ def test_generate_bad_inputs(cli, micro_base, hypernet, tmp_path):
         "not a p2e hypernetwork": ("a", "--hypernet", lora),
         "give -o FILE or --out-dir DIR, not both": ("a", "-o", tmp_path / "x.safetensors", "--out-dir", tmp_path),
         "LoRA files are .safetensors": ("a", "-o", tmp_path / "x.txt", "--hypernet", hypernet),
+        "precision 'fp16' is not one of auto, fp32, bf16": ("a", "--hypernet", hypernet, "--precision", "fp16"),
     }
     old = tmp_path / "old.safetensors"  # a hypernetwork written by an earlier p2e
     from safetensors import safe_open
@@ -45,3 +46,24 @@ def test_generate_bad_inputs(cli, micro_base, hypernet, tmp_path):
         assert result.code == 2 and expected in message and "Traceback" not in result.stderr, (expected, result.stderr)
     ok = cli("generate", "melting", "--base", "micro", "--hypernet", hypernet, "--json")
     assert ok.code == 0 and ok.json()[0]["nearest"] == []  # a hypernet without a library has no neighbours
+
+
+def test_bf16_generator_stays_near_fp32(micro_base, hypernet):
+    """precision bf16 (what auto picks on a CPU with bf16 in hardware) writes float32 factors whose
+    ΔW is within a few percent of the fp32 computation's."""
+    from p2e_cli.hypernet.store import load_hypernet
+
+    net, meta, _ = load_hypernet(hypernet)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(net.predictors[0].mixing[-1].weight, std=0.05)  # the head starts at zero: make ΔW nonzero
+    save_hypernet(hypernet, net, text_encoder="minilm", layer_table=meta["layer_table"], target="canonical",
+                  library=[], library_embeddings=torch.zeros(0, 384))
+    prompts = ["melting into liquid", "spinning clockwise"]
+    exact = Generator(hypernet, micro_base, precision="fp32")(prompts)
+    fast = Generator(hypernet, micro_base, precision="bf16")(prompts)
+    for one, other in zip(exact, fast):
+        dw = {k: b @ a for k, (b, a) in one.items()}
+        assert all(b.dtype == a.dtype == torch.float32 for b, a in other.values())
+        err = sum(float((dw[k] - b @ a).square().sum()) for k, (b, a) in other.items())
+        norm = sum(float(d.square().sum()) for d in dw.values())
+        assert norm > 0 and 0 < (err / norm) ** 0.5 < 0.03
