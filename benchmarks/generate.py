@@ -41,7 +41,7 @@ def main() -> None:
     import torch
 
     from p2e_cli import console
-    from p2e_cli.hypernet.store import Generator, compute_dtype, native_bf16, resolve_hypernet
+    from p2e_cli.hypernet.store import Generator, native_bf16, resolve_hypernet
     from p2e_cli.registry import open_registry, set_home
     from p2e_cli.wan import resolve_base
 
@@ -78,7 +78,7 @@ def main() -> None:
                 outputs[precision] = gen(hundred)
                 batched.append(time.perf_counter() - start)
             timings[precision] = (sorted(warm)[len(warm) // 2], min(batched))
-        auto = str(compute_dtype("auto")).removeprefix("torch.")
+        auto = gen.precision  # what auto chose on this machine
 
         env = {**os.environ, **({"P2E_HOME": args.home} if args.home else {})}
         command = [sys.executable, "-m", "p2e_cli", "generate", PROMPTS[0], "--no-register"]

@@ -180,7 +180,7 @@ def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
         adapters.remove(pipe.transformer, layers)
     report = {"base": base.id, "base_name": base.name, "effects": rows, "summary": summarize(rows)}
     if generator is not None:
-        report["precision"] = str(generator.dtype).removeprefix("torch.")
+        report["precision"] = generator.precision
         report["spectrum"] = {split: spectrum_gap(w0, [(predicted[prompts[r["effect"]]["pred"]], _scaled(ref_files[r["effect"]]))
                                                        for r in rows if split == "all" or r["split"] == split])
                               for split in report["summary"]}

@@ -120,7 +120,7 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
         lora = {name: LoraLayer(a, b, float(keep)) for name, (b, a) in final.items()}
         parents = [record.id] if record is not None else []
         entry = {"prompt": prompt, "output": None, "record": None, "norm": norm, "rank": keep, "scale": scale,
-                 "nearest": [{"effect": e, "similarity": s} for e, s in near]}
+                 "precision": gen.precision, "nearest": [{"effect": e, "similarity": s} for e, s in near]}
         if register:
             with reg.artifact(".safetensors") as pending:
                 write_lora(pending.path, lora, kind="predicted", base=base_record, prompt=prompt, parents=parents,
@@ -128,7 +128,7 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
             saved = reg.add("lora", subkind="predicted", parents=[base_record.id, *parents], files={"lora": pending.ref},
                             data={"prompt": prompt, "base": base_record.id, "layer_table": base_record.data["layer_table"],
                                   "hypernet": record.id if record else str(path), "rank": keep, "alpha": float(keep),
-                                  "scale": scale, "norm": norm, "nearest": entry["nearest"]})
+                                  "scale": scale, "norm": norm, "precision": gen.precision, "nearest": entry["nearest"]})
             entry["record"] = saved.id
         if target is not None:
             write_lora(target, lora, kind="predicted", base=base_record, prompt=prompt,

@@ -170,6 +170,11 @@ class Generator:
         return encode_base(self.net, transformer_dir, self.names, cache)
 
     @property
+    def precision(self) -> str:
+        """What it computes in: float32 or bfloat16."""
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
     def text(self):
         if self._text is None:
             from .text import TextEncoder
@@ -194,7 +199,7 @@ class Generator:
         library = self.meta["library"]
         if not library:
             return [[] for _ in prompts]
-        sims = self.text.sentence(prompts) @ self.library_embeddings.T.float()
+        sims = self.text.sentence(prompts) @ self.library_embeddings.T
         top = sims.topk(min(k, len(library)), dim=1)
         return [[(library[j][0], float(v)) for v, j in zip(values, indices)]
                 for values, indices in zip(top.values.tolist(), top.indices.tolist())]

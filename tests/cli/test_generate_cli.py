@@ -44,8 +44,9 @@ def test_generate_bad_inputs(cli, micro_base, hypernet, tmp_path):
         result = cli("generate", *args, "--base", "micro")
         message = " ".join(result.stderr.split())
         assert result.code == 2 and expected in message and "Traceback" not in result.stderr, (expected, result.stderr)
-    ok = cli("generate", "melting", "--base", "micro", "--hypernet", hypernet, "--json")
+    ok = cli("generate", "melting", "--base", "micro", "--hypernet", hypernet, "--precision", "fp32", "--json")
     assert ok.code == 0 and ok.json()[0]["nearest"] == []  # a hypernet without a library has no neighbours
+    assert ok.json()[0]["precision"] == "float32"
 
 
 def test_bf16_generator_stays_near_fp32(micro_base, hypernet):
