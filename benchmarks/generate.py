@@ -41,6 +41,7 @@ def main() -> None:
     import torch
 
     from p2e_cli import console
+    from p2e_cli.evaluation import delta_agreement
     from p2e_cli.hypernet.store import Generator, native_bf16, resolve_hypernet
     from p2e_cli.registry import open_registry, set_home
     from p2e_cli.wan import resolve_base
@@ -98,16 +99,11 @@ def main() -> None:
         print(f"warm     {warm * 1e3:8.1f} ms   median of 20 single-prompt calls, {label:<12} target < 20 ms")
         print(f"batched  {batched:8.3f} s    100 prompts in one call, best of {args.repeats}, {label:<8} target < 1 s")
     if auto != "float32":
-        diffs = sorted(relative_difference(a, b) for a, b in zip(outputs["fp32"], outputs["auto"]))
+        # ‖ΔW_auto − ΔW_fp32‖ / ‖ΔW_fp32‖ over all layers
+        diffs = sorted(delta_agreement(b, a)["nmse"] ** 0.5 for a, b in zip(outputs["fp32"], outputs["auto"]))
         print(f"{auto} vs fp32: ΔW differs by {diffs[len(diffs) // 2]:.2%} (median over 100 prompts; max {diffs[-1]:.2%})")
     print(f"(p2e generate computes in {auto} here: --precision auto; cold above is that)")
 
-
-def relative_difference(one: dict, other: dict) -> float:
-    """‖ΔW − ΔW'‖ / ‖ΔW‖ over all layers of two generated LoRAs."""
-    num = sum(float((b @ a - other[k][0] @ other[k][1]).square().sum()) for k, (b, a) in one.items())
-    den = sum(float((b @ a).square().sum()) for b, a in one.values())
-    return (num / den) ** 0.5
 
 def random_hypernet(base, path: Path) -> Path:
     """recipes/base.yaml's network for `base`, randomly initialised, saved like a trained one."""
