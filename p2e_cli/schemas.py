@@ -141,6 +141,9 @@ class HypernetModel:
     feature_dim: int = bounded(0, 0, 4096)  # cached per-token feature width (0: = dim)
     head_dim: int = bounded(0, 0, 65536)  # hidden width of the head that writes each side's mixing matrix (0: 4 x dim)
     gradient_checkpointing: bool = False  # recompute the fusion layers in backward (large networks)
+    # tokens: the prompt's token embeddings join the fusion, plus their mean; sentence: only the unit-norm
+    # mean (MiniLM's sentence embedding), so the output is a function of the sentence's meaning
+    prompt: Literal["tokens", "sentence"] = "tokens"
 
 
 @dataclass
@@ -178,7 +181,15 @@ class HypernetRecipe:
     factor_weight: float = bounded(1.0, 0.0, 1e6)
     delta_weight: float = bounded(1.0, 0.0, 1e6)
     mixup: float = bounded(0.0, 0.0, 1.0)  # share of each batch trained on λ-mixtures of two (prompt, ΔW) pairs
+    # share of each batch's remaining (unmixed) samples whose prompt becomes a λ-mixture of two training
+    # paraphrases of their effect, target unchanged (both phases): the network learns to answer the
+    # region between an effect's paraphrases, where an unseen paraphrase falls, not the 5 points alone
+    paraphrase_mix: float = bounded(0.0, 0.0, 1.0)
     validation_effects: int = bounded(0, 0, 100_000)  # train effects held back and logged as validation NMSE
+    # the last n training paraphrases of every train effect (with more than n) held back and logged as
+    # validation-paraphrase NMSE (and R with the flow phase): for choosing text-side settings without
+    # the unseen paraphrases p2e eval run measures
+    validation_paraphrases: int = bounded(0, 0, 100)
     # or name them: train effects held back instead of every k-th one. Pick effects that relate to the
     # rest as held-out ones do (compositions, in-between hues and speeds) for a validation that predicts them
     validation_names: list[str] = field(default_factory=list)

@@ -92,14 +92,19 @@ class FlowData:
                                before=before if factors is not None else None)
 
 
-GROUPS = ("unseen", "validation", "heldout")  # the effect groups whose R is logged (recovery_sets)
+GROUPS = ("unseen", "paraphrase", "validation", "heldout")  # the groups whose R is logged (recovery_sets)
 
 
-def recovery_sets(examples: list[Example], train: list[int], val: list[int], k: int) -> dict[str, list[tuple[int, str]]]:
+def recovery_sets(examples: list[Example], train: list[int], val: list[int], k: int,
+                  held_back: dict[int, list[str]] | None = None) -> dict[str, list[tuple[int, str]]]:
     """The (example, prompt) pairs whose R is logged, by group, with p2e eval run's prompts: an unseen
-    paraphrase for (every k-th) train effect, the first prompt of held-out and validation effects."""
+    paraphrase for (every k-th) train effect, the first prompt of held-out and validation effects;
+    and for the same train effects their first held-back training paraphrase (recipe
+    validation_paraphrases), if any."""
     sample = train[:: max(1, len(train) // k)][:k] if k else []
+    held_back = held_back or {}
     return {"unseen": [(i, examples[i].unseen_prompts[0]) for i in sample if examples[i].unseen_prompts],
+            "paraphrase": [(i, held_back[i][0]) for i in sample if held_back.get(i)],
             "validation": [(i, examples[i].prompts[0]) for i in val],
             "heldout": [(i, e.prompts[0]) for i, e in enumerate(examples) if e.split != "train"]}
 

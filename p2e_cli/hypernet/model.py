@@ -21,7 +21,8 @@ one layer at a time and an interrupted encoding resumes from the layers already 
 
 The outputs are SVD-canonical LoRA factors (B = U S^½, A = S^½ Vᵀ, alpha = rank) for all layers
 in one pass. Ablation switches (HypernetConfig): queries, tokenize full|half, conditioning
-weights|noise|none, design unified|ensemble (one small predictor per transformer block).
+weights|noise|none, design unified|ensemble (one small predictor per transformer block), prompt
+tokens|sentence (sentence: no prompt tokens in the fusion, only the unit-norm pooled embedding).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class HypernetConfig:
     head_dim: int = 0
     # rank of the stored prior (the train library's mean ΔW) that outputs are shrunk toward; 0: none
     prior_rank: int = 0
+    # how the prompt enters: its tokens (attended in the fusion) plus their mean, or only the unit-norm
+    # mean of its tokens (the sentence embedding MiniLM is trained to compare paraphrases by)
+    prompt: Literal["tokens", "sentence"] = "tokens"
 
     @property
     def features(self) -> int:
@@ -207,7 +211,7 @@ class Predictor(nn.Module):
         self.compress = Attention(d, config.heads, cross=True)
         self.features = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, f))
         self.side_queries = nn.Parameter(torch.randn(n_sides, d) * 0.02)
-        self.text = nn.Linear(config.text_dim, d)
+        self.text = nn.Linear(config.text_dim, d) if config.prompt == "tokens" else None  # prompt tokens into the fusion
         self.prompt = nn.Sequential(nn.Linear(config.text_dim, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d))
         self.fusion = nn.ModuleList(Attention(d, config.heads) for _ in range(config.fusion_layers))
         self.readout = Attention(d, config.heads, cross=True)
@@ -218,6 +222,7 @@ class Predictor(nn.Module):
         nn.init.zeros_(self.mixing[-1].weight)
         nn.init.zeros_(self.mixing[-1].bias)
         self.use_weights = config.conditioning != "none"
+        self.sentence = config.prompt == "sentence"
 
     def encode_layer(self, tokens: torch.Tensor, rows: int) -> dict[str, torch.Tensor]:
         """One layer's share of the prompt-independent encoding: its token features (T, f), the
@@ -249,12 +254,18 @@ class Predictor(nn.Module):
         # the pooled prompt joins every latent and every readout query at full strength: through
         # attention alone, ~10 prompt tokens among 256 latents moved the output by 0.3% at init
         keep = text_mask.unsqueeze(-1).to(text.dtype)
-        prompt = self.prompt((text * keep).sum(1) / keep.sum(1).clamp_min(1e-6)).unsqueeze(1)  # (batch, 1, dim)
-        x = torch.cat([latents.unsqueeze(0) + prompt, self.text(text)], dim=1)
-        latent_mask = torch.ones(batch, latents.shape[0], dtype=text_mask.dtype, device=text.device)
-        mask = torch.cat([latent_mask, text_mask], dim=1)
-        if mask.is_floating_point():  # token weights (mixup): attention logits get log(weight), 0 = padding
-            mask = mask.clamp_min(1e-30).log().masked_fill(mask == 0, float("-inf")).to(text.dtype)
+        pooled = (text * keep).sum(1) / keep.sum(1).clamp_min(1e-6)
+        if self.sentence:
+            pooled = nn.functional.normalize(pooled, dim=-1)
+        prompt = self.prompt(pooled).unsqueeze(1)  # (batch, 1, dim)
+        if self.sentence:  # the latents carry the prompt alone
+            x, mask = latents.unsqueeze(0) + prompt, None
+        else:
+            x = torch.cat([latents.unsqueeze(0) + prompt, self.text(text)], dim=1)
+            latent_mask = torch.ones(batch, latents.shape[0], dtype=text_mask.dtype, device=text.device)
+            mask = torch.cat([latent_mask, text_mask], dim=1)
+            if mask.is_floating_point():  # token weights (mixup): attention logits get log(weight), 0 = padding
+                mask = mask.clamp_min(1e-30).log().masked_fill(mask == 0, float("-inf")).to(text.dtype)
         for layer in self.fusion:
             if self.checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(layer, x, None, mask, use_reentrant=False)

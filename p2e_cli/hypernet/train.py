@@ -94,7 +94,7 @@ def network_config(m: HypernetModel, layers: list[LayerSpec], rank: int, text_di
     return HypernetConfig(dim=m.dim, heads=m.heads, queries=m.queries, fusion_layers=m.fusion_layers, rank=rank,
                           text_dim=text_dim, max_blocks=max(64, max(s.block for s in layers) + 1), tokenize=m.tokenize,
                           conditioning=m.conditioning, design=m.design, feature_dim=m.feature_dim, head_dim=m.head_dim,
-                          gradient_checkpointing=m.gradient_checkpointing)
+                          gradient_checkpointing=m.gradient_checkpointing, prompt=m.prompt)
 
 
 def build_network(cfg: HypernetRecipe, layers: list[LayerSpec], rank: int, text_dim: int,
@@ -198,7 +198,13 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
     train = [i for i in train if i not in val]
     if val:
         console.info(f"validation effects (not trained on): {', '.join(examples[i].effect for i in val)}")
+    held_back: dict[int, list[str]] = {}  # validation paraphrases: the last n of each train effect's prompts
+    if cfg.validation_paraphrases:
+        n = cfg.validation_paraphrases
+        held_back = {i: examples[i].prompts[-n:] for i in train if len(examples[i].prompts) > n}
+        examples = [dataclasses.replace(e, prompts=e.prompts[:-n]) if i in held_back else e for i, e in enumerate(examples)]
     pairs = [(i, p) for i in train for p in examples[i].prompts]
+    paraphrase_pairs = [(i, p) for i, held in held_back.items() for p in held]
     heldout_pairs = [(i, examples[i].prompts[0]) for i, e in enumerate(examples) if e.split != "train"]
     val_pairs = [(i, examples[i].prompts[0]) for i in val]
     unseen_pairs = [(i, p) for i in train for p in examples[i].unseen_prompts]
@@ -207,8 +213,8 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
     device = accelerator.device  # targets and prompt embeddings live there (W0 stays put: the tokenizer moves each layer)
     # the flow phase's base and clips; with it on, every evaluation also logs recovery R
     flow = FlowData(reg, base, names, examples, cfg, device) if cfg.flow.steps else None
-    recovery_pairs = recovery_sets(examples, train, val, cfg.flow.recovery_effects) if flow else {}
-    texts = Texts(text_encoder, [p for _, p in pairs + heldout_pairs + val_pairs + unseen_pairs]
+    recovery_pairs = recovery_sets(examples, train, val, cfg.flow.recovery_effects, held_back) if flow else {}
+    texts = Texts(text_encoder, [p for _, p in pairs + heldout_pairs + val_pairs + unseen_pairs + paraphrase_pairs]
                   + [p for group in recovery_pairs.values() for _, p in group])
     rank = examples[0].factors[0][0].shape[1]
     net = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train])
@@ -241,22 +247,43 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             pred = net(source, embeds, mask)
         return [(b.float(), a.float()) for b, a in pred]
 
-    def mixup_loss(batch: list[tuple[int, str]], g: torch.Generator) -> torch.Tensor:
-        """The first `mixup` share of the batch become mixtures λ·(effect, prompt) + (1 − λ)·(another
-        pair): both prompts' tokens weighted λ, 1 − λ, target ΔW = λ·ΔW₁ + (1 − λ)·ΔW₂. It teaches
-        the network to move smoothly between effects in prompt space (held-out effects lie between
-        train effects), where plain training memorised the train prompts."""
+    def paraphrase_rows(batch: list[tuple[int, str]], step: int) -> list[list[tuple[str, float]]]:
+        """Each (effect, prompt) as the prompt row it trains with, [(prompt, 1.0)]; with paraphrase_mix,
+        that share of rows become [(prompt, λ), (another training paraphrase of the effect, 1 − λ)]
+        (the target stays the effect's own), drawn from (seed, step)."""
+        if not cfg.paraphrase_mix:
+            return [[(p, 1.0)] for _, p in batch]
+        g = torch.Generator().manual_seed(name_seed(cfg.seed, "paraphrase-mix", step))
+        rows = []
+        for e, p in batch:
+            others = [q for q in examples[e].prompts if q != p]
+            mix, pick, lam = torch.rand(3, generator=g).tolist()
+            rows.append([(p, lam), (others[int(pick * len(others))], 1 - lam)] if others and mix < cfg.paraphrase_mix
+                        else [(p, 1.0)])
+        return rows
+
+    def predict_rows(source, rows: list[list[tuple[str, float]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """predict() for rows of weighted prompts (Texts.weighted)."""
+        embeds, token_weights = texts.weighted(rows)
+        with accelerator.autocast():
+            pred = net(source, embeds, token_weights)
+        return [(b.float(), a.float()) for b, a in pred]
+
+    def batch_loss(batch: list[tuple[int, str]], g: torch.Generator, step: int) -> torch.Tensor:
+        """The ΔW loss of a batch with mixup and paraphrase mixing. The first `mixup` share of the batch
+        become mixtures λ·(effect, prompt) + (1 − λ)·(another pair): both prompts' tokens weighted λ,
+        1 − λ, target ΔW = λ·ΔW₁ + (1 − λ)·ΔW₂. It teaches the network to move smoothly between
+        effects in prompt space (held-out effects lie between train effects), where plain training
+        memorised the train prompts. The rest are paraphrase_rows."""
         n = round(cfg.mixup * len(batch))
         partners = [pairs[j] for j in torch.randint(len(pairs), (n,), generator=g).tolist()]
         lams = torch.rand(n, generator=g).tolist()
-        rows = [[(e, p, lam), (e2, p2, 1 - lam)] for (e, p), (e2, p2), lam in zip(batch, partners, lams)]
-        rows = (rows + [[(e, p, 1.0)] for e, p in batch[n:]])[rank_::world]
-        embeds, token_weights = texts.weighted([[(p, w) for _, p, w in row] for row in rows])
-        with accelerator.autocast():
-            out = net(weights, embeds, token_weights)
-        pred = [(b.float(), a.float()) for b, a in out]
-        target = targets.mixed([[(e, w) for e, _, w in row] for row in rows])
-        return hypernet_loss(model, pred, target, cfg, plain=torch.tensor([len(row) == 1 for row in rows], device=device))
+        rows = [([(p, lam), (p2, 1 - lam)], [(e, lam), (e2, 1 - lam)]) for (e, p), (e2, p2), lam in zip(batch, partners, lams)]
+        rows += [(text, [(e, 1.0)]) for (e, _), text in zip(batch[n:], paraphrase_rows(batch[n:], step))]
+        rows = rows[rank_::world]
+        pred = predict_rows(weights, [text for text, _ in rows])
+        target = targets.mixed([effects for _, effects in rows])
+        return hypernet_loss(model, pred, target, cfg, plain=torch.tensor([len(effects) == 1 for _, effects in rows], device=device))
 
     def save(step: int) -> None:
         if checkpoint is None and not sharded:
@@ -274,7 +301,8 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         row = {"step": step, "loss": loss, "heldout_nmse": evaluate(predict, source, targets, heldout_pairs),
                "unseen_prompt_nmse": evaluate(predict, source, targets, unseen_pairs),
                "train_nmse": evaluate(predict, source, targets, pairs[:: max(1, len(pairs) // 64)]),
-               "validation_nmse": evaluate(predict, source, targets, val_pairs)}
+               "validation_nmse": evaluate(predict, source, targets, val_pairs),
+               "paraphrase_nmse": evaluate(predict, source, targets, paraphrase_pairs)}
         if flow is not None:  # recovery R as p2e eval run measures it (L0 and L_ref cached in meta)
             with torch.no_grad():
                 row.update(recoveries(flow, recovery_pairs, lambda prompts: predict(source, prompts),
@@ -283,13 +311,15 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         meta["history"].append(row)
         console.info("step {step}: train ΔW nmse {t:.4f}, unseen paraphrases {u}, held-out effects {h}".format(
             step=step, t=row["train_nmse"], u=_fmt(row["unseen_prompt_nmse"]), h=_fmt(row["heldout_nmse"]))
-            + (f", validation effects {row['validation_nmse']:.4f}" if val else "") + recovery_text(row))
+            + (f", validation effects {row['validation_nmse']:.4f}" if val else "")
+            + (f", validation paraphrases {row['paraphrase_nmse']:.4f}" if paraphrase_pairs else "") + recovery_text(row))
 
     def flow_loss(step: int) -> torch.Tensor:
         """A flow-phase step's loss: the samples' flow-matching loss through the base with their
         predicted LoRAs, plus anchor x the ΔW loss (hypernet/flow.py)."""
         batch, latents, text, sigmas, noise = flow.batch(pairs, step - cfg.steps, rank_, world)
-        pred = predict(weights, [p for _, p in batch])
+        pred = (predict_rows(weights, paraphrase_rows(batch, step)) if cfg.paraphrase_mix
+                else predict(weights, [p for _, p in batch]))
         loss = flow.loss(pred, latents, text, sigmas, noise)
         if cfg.flow.anchor:
             loss = loss + cfg.flow.anchor * hypernet_loss(model, pred, targets.pick([e for e, _ in batch]), cfg)
@@ -312,8 +342,8 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             else:
                 g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
                 batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()]
-                if cfg.mixup > 0:
-                    loss = mixup_loss(batch, g)
+                if cfg.mixup > 0 or cfg.paraphrase_mix > 0:
+                    loss = batch_loss(batch, g, step)
                 else:
                     batch = batch[rank_::world]
                     pred = predict(weights, [p for _, p in batch])

@@ -79,7 +79,8 @@ def test_resume_continues_exactly(library):
 
 
 @pytest.mark.parametrize("switch", ["model.queries=4", "model.tokenize=half", "model.conditioning=noise",
-                                    "model.conditioning=none", "target=raw", "model.design=ensemble"])
+                                    "model.conditioning=none", "target=raw", "model.design=ensemble",
+                                    "model.prompt=sentence"])
 def test_every_ablation_switch_trains(library, switch):
     cfg = load_recipe("base", OVERRIDES + ["steps=12", switch])
     reg, base, names, examples, weights = inputs(library, cfg)
@@ -133,6 +134,29 @@ def test_validation_effects_are_held_back_from_training(library):
                        text, None, None, None)
 
 
+def test_validation_paraphrases_are_held_back_and_paraphrase_mixing_mixes_within_an_effect(library, monkeypatch):
+    """validation_paraphrases=1 keeps each train effect's last paraphrase out of training (logged as
+    paraphrase_nmse); paraphrase_mix=1 trains every unmixed sample on two paraphrases of its own effect."""
+    from p2e_cli.hypernet import train as train_module
+
+    cfg = load_recipe("base", OVERRIDES + ["validation_paraphrases=1", "paraphrase_mix=1.0", "mixup=0"])
+    reg, base, names, examples, weights = inputs(library, cfg)
+    rows = []
+    weighted = train_module.Texts.weighted
+    monkeypatch.setattr(train_module.Texts, "weighted", lambda self, batch: rows.extend(batch) or weighted(self, batch))
+    _, meta = train_hypernet(reg, cfg, base, names, examples, weights, TextEncoder("minilm"), None, None, None)
+    train = [e for e in examples if e.split == "train"]
+    held = {e.prompts[-1] for e in train}
+    owner = {p: e.effect for e in train for p in e.prompts[:-1]}
+    assert len(rows) == cfg.steps * cfg.batch_size
+    for row in rows:  # two training paraphrases of one effect, weights summing to 1
+        assert len(row) == 2 and not {p for p, _ in row} & held
+        assert owner[row[0][0]] == owner[row[1][0]] and row[0][0] != row[1][0]
+        assert abs(row[0][1] + row[1][1] - 1) < 1e-6
+    assert all(row["paraphrase_nmse"] is not None for row in meta["history"])
+    assert meta["history"][-1]["train_nmse"] < meta["history"][0]["train_nmse"]
+
+
 def test_fsdp_over_two_processes_trains_the_same_network_as_one_process(cli, library, home):
     """`accelerate launch` with 2 CPU processes (gloo) and sharding=fsdp (FSDP2 shards, gradient
     checkpointing on): each step's batch is split over the processes, and the registered network
@@ -163,9 +187,10 @@ FLOW = ["steps=3", "flow.steps=3", "flow.batch_size=2", "flow.clips_per_effect=2
 def test_flow_phase_trains_on_the_base_loss_logs_recovery_and_resumes_exactly(library):
     """After the ΔW steps, flow.steps more steps train through the frozen base (the loss of each
     clip with the LoRA the network writes for its effect's prompt); every evaluation logs R as
-    p2e eval run measures it, and a checkpoint inside the flow phase resumes exactly."""
+    p2e eval run measures it (and on a held-back validation paraphrase), and a checkpoint inside the
+    flow phase resumes exactly, paraphrase mixing included."""
     torch.set_num_threads(1)
-    cfg = load_recipe("base", OVERRIDES + FLOW + ["checkpoint_every=5"])
+    cfg = load_recipe("base", OVERRIDES + FLOW + ["checkpoint_every=5", "validation_paraphrases=1", "paraphrase_mix=0.5"])
     reg, base, names, examples, weights = inputs(library, cfg)
     text = TextEncoder("minilm")
     saved, keep = checkpoint_keeper()
@@ -175,7 +200,7 @@ def test_flow_phase_trains_on_the_base_loss_logs_recovery_and_resumes_exactly(li
     losses = meta["flow_losses"]
     assert set(losses) == {"invert", "hue-orange"}
     for row in meta["history"]:  # R where it is defined: the reference beats the base (random teachers may not)
-        for group, effect in (("unseen", "invert"), ("heldout", "hue-orange")):
+        for group, effect in (("unseen", "invert"), ("paraphrase", "invert"), ("heldout", "hue-orange")):
             l0, lref = losses[effect]
             assert (f"{group}_recovery" in row) == (l0 > lref)
     assert "heldout_recovery" in meta["history"][-1] and torch.isfinite(torch.tensor(meta["history"][-1]["heldout_recovery"]))
