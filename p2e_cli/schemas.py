@@ -144,6 +144,9 @@ class HypernetModel:
     # tokens: the prompt's token embeddings join the fusion, plus their mean; sentence: only the unit-norm
     # mean (MiniLM's sentence embedding), so the output is a function of the sentence's meaning
     prompt: Literal["tokens", "sentence"] = "tokens"
+    # the prompt also enters as a softmax(cosine / τ) mixture of learned vectors, one per train effect,
+    # over its similarity to the effects' paraphrase centroids (a soft nearest-centroid reading)
+    anchors: bool = False
 
 
 @dataclass
@@ -185,6 +188,7 @@ class HypernetRecipe:
     # paraphrases of their effect, target unchanged (both phases): the network learns to answer the
     # region between an effect's paraphrases, where an unseen paraphrase falls, not the 5 points alone
     paraphrase_mix: float = bounded(0.0, 0.0, 1.0)
+    token_dropout: float = bounded(0.0, 0.0, 0.9)  # each prompt token but the first dropped with this probability (both phases)
     validation_effects: int = bounded(0, 0, 100_000)  # train effects held back and logged as validation NMSE
     # the last n training paraphrases of every train effect (with more than n) held back and logged as
     # validation-paraphrase NMSE (and R with the flow phase): for choosing text-side settings without

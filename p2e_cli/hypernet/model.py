@@ -65,6 +65,10 @@ class HypernetConfig:
     # how the prompt enters: its tokens (attended in the fusion) plus their mean, or only the unit-norm
     # mean of its tokens (the sentence embedding MiniLM is trained to compare paraphrases by)
     prompt: Literal["tokens", "sentence"] = "tokens"
+    # > 0: the prompt also enters through its similarity to this many anchor sentence embeddings (the
+    # train effects' paraphrase centroids, set before training): softmax(cosine / τ) over the anchors
+    # picks a mixture of one learned vector per anchor, a soft nearest-centroid reading of the prompt
+    anchors: int = 0
 
     @property
     def features(self) -> int:
@@ -223,6 +227,11 @@ class Predictor(nn.Module):
         nn.init.zeros_(self.mixing[-1].bias)
         self.use_weights = config.conditioning != "none"
         self.sentence = config.prompt == "sentence"
+        self.n_anchors = config.anchors
+        if config.anchors:
+            self.register_buffer("anchors", torch.zeros(config.anchors, config.text_dim))  # unit-norm rows
+            self.anchor_values = nn.Parameter(torch.zeros(config.anchors, d))
+            self.anchor_log_tau = nn.Parameter(torch.tensor(math.log(0.05)))
 
     def encode_layer(self, tokens: torch.Tensor, rows: int) -> dict[str, torch.Tensor]:
         """One layer's share of the prompt-independent encoding: its token features (T, f), the
@@ -257,7 +266,11 @@ class Predictor(nn.Module):
         pooled = (text * keep).sum(1) / keep.sum(1).clamp_min(1e-6)
         if self.sentence:
             pooled = nn.functional.normalize(pooled, dim=-1)
-        prompt = self.prompt(pooled).unsqueeze(1)  # (batch, 1, dim)
+        prompt = self.prompt(pooled)
+        if self.n_anchors:
+            similarity = nn.functional.normalize(pooled, dim=-1) @ self.anchors.T.to(pooled.dtype)
+            prompt = prompt + torch.softmax(similarity / self.anchor_log_tau.exp(), dim=-1) @ self.anchor_values
+        prompt = prompt.unsqueeze(1)  # (batch, 1, dim)
         if self.sentence:  # the latents carry the prompt alone
             x, mask = latents.unsqueeze(0) + prompt, None
         else:

@@ -98,11 +98,17 @@ def network_config(m: HypernetModel, layers: list[LayerSpec], rank: int, text_di
 
 
 def build_network(cfg: HypernetRecipe, layers: list[LayerSpec], rank: int, text_dim: int,
-                  train: list[Example]) -> Hypernetwork:
-    config = dataclasses.replace(network_config(cfg.model, layers, rank, text_dim), prior_rank=cfg.shrink_rank)
+                  train: list[Example], texts: "Texts | None" = None) -> Hypernetwork:
+    """A fresh network for the recipe; its output scales (and anchors, from `texts`) from the train library."""
+    config = dataclasses.replace(network_config(cfg.model, layers, rank, text_dim), prior_rank=cfg.shrink_rank,
+                                 anchors=len(train) if cfg.model.anchors else 0)
     torch.manual_seed(cfg.seed)
     net = Hypernetwork(config, layers)
     with torch.no_grad():  # output units: each layer's typical factor size over the train library
+        if config.anchors and texts is not None:  # each train effect's centroid of its training paraphrases
+            centroids = torch.stack([texts.sentence(e.prompts).mean(0) for e in train])
+            for predictor in net.predictors:
+                predictor.anchors.copy_(torch.nn.functional.normalize(centroids, dim=-1))
         for i in range(len(layers)):
             net.scale_b[i] = float(torch.stack([e.factors[i][0] for e in train]).pow(2).mean().sqrt().clamp_min(1e-8))
             net.scale_a[i] = float(torch.stack([e.factors[i][1] for e in train]).pow(2).mean().sqrt().clamp_min(1e-8))
@@ -133,6 +139,12 @@ class Texts:
             weights.append(torch.cat([torch.full((len(t),), w) for t, w in picked]))
         embeds = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True)
         return embeds, torch.nn.utils.rnn.pad_sequence(weights, batch_first=True).to(embeds.device)
+
+    def sentence(self, prompts: list[str]) -> torch.Tensor:
+        """Unit-norm mean-pooled embeddings (B, D), as TextEncoder.sentence."""
+        embeds, mask = self(prompts)
+        keep = mask.unsqueeze(-1).to(embeds.dtype)
+        return torch.nn.functional.normalize((embeds * keep).sum(1) / keep.sum(1).clamp_min(1), dim=-1)
 
     def to(self, device) -> None:
         self.embeds, self.mask = self.embeds.to(device), self.mask.to(device)
@@ -217,7 +229,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
     texts = Texts(text_encoder, [p for _, p in pairs + heldout_pairs + val_pairs + unseen_pairs + paraphrase_pairs]
                   + [p for group in recovery_pairs.values() for _, p in group])
     rank = examples[0].factors[0][0].shape[1]
-    net = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train])
+    net = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train], texts)
     if init is not None:
         try:
             net.load_state_dict(init)
@@ -262,9 +274,15 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
                         else [(p, 1.0)])
         return rows
 
-    def predict_rows(source, rows: list[list[tuple[str, float]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """predict() for rows of weighted prompts (Texts.weighted)."""
+    def predict_rows(source, rows: list[list[tuple[str, float]]], step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """predict() for a training step's rows of weighted prompts (Texts.weighted), each token but
+        a row's first dropped with probability token_dropout (drawn from (seed, step))."""
         embeds, token_weights = texts.weighted(rows)
+        if cfg.token_dropout:
+            g = torch.Generator().manual_seed(name_seed(cfg.seed, "token-dropout", step))
+            drop = torch.rand(token_weights.shape, generator=g) < cfg.token_dropout
+            drop[:, 0] = False
+            token_weights = token_weights * ~drop.to(token_weights.device)
         with accelerator.autocast():
             pred = net(source, embeds, token_weights)
         return [(b.float(), a.float()) for b, a in pred]
@@ -281,7 +299,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         rows = [([(p, lam), (p2, 1 - lam)], [(e, lam), (e2, 1 - lam)]) for (e, p), (e2, p2), lam in zip(batch, partners, lams)]
         rows += [(text, [(e, 1.0)]) for (e, _), text in zip(batch[n:], paraphrase_rows(batch[n:], step))]
         rows = rows[rank_::world]
-        pred = predict_rows(weights, [text for text, _ in rows])
+        pred = predict_rows(weights, [text for text, _ in rows], step)
         target = targets.mixed([effects for _, effects in rows])
         return hypernet_loss(model, pred, target, cfg, plain=torch.tensor([len(effects) == 1 for _, effects in rows], device=device))
 
@@ -318,7 +336,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         """A flow-phase step's loss: the samples' flow-matching loss through the base with their
         predicted LoRAs, plus anchor x the ΔW loss (hypernet/flow.py)."""
         batch, latents, text, sigmas, noise = flow.batch(pairs, step - cfg.steps, rank_, world)
-        pred = (predict_rows(weights, paraphrase_rows(batch, step)) if cfg.paraphrase_mix
+        pred = (predict_rows(weights, paraphrase_rows(batch, step), step) if cfg.paraphrase_mix or cfg.token_dropout
                 else predict(weights, [p for _, p in batch]))
         loss = flow.loss(pred, latents, text, sigmas, noise)
         if cfg.flow.anchor:
@@ -342,7 +360,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             else:
                 g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
                 batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()]
-                if cfg.mixup > 0 or cfg.paraphrase_mix > 0:
+                if cfg.mixup > 0 or cfg.paraphrase_mix > 0 or cfg.token_dropout > 0:
                     loss = batch_loss(batch, g, step)
                 else:
                     batch = batch[rank_::world]

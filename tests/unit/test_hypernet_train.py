@@ -80,7 +80,7 @@ def test_resume_continues_exactly(library):
 
 @pytest.mark.parametrize("switch", ["model.queries=4", "model.tokenize=half", "model.conditioning=noise",
                                     "model.conditioning=none", "target=raw", "model.design=ensemble",
-                                    "model.prompt=sentence"])
+                                    "model.prompt=sentence", "model.anchors=true"])
 def test_every_ablation_switch_trains(library, switch):
     cfg = load_recipe("base", OVERRIDES + ["steps=12", switch])
     reg, base, names, examples, weights = inputs(library, cfg)
@@ -90,6 +90,12 @@ def test_every_ablation_switch_trains(library, switch):
     assert last["heldout_nmse"] is not None and torch.isfinite(torch.tensor(last["heldout_nmse"]))
     if switch == "model.design=ensemble":
         assert len(net.predictors) == 2  # one per block of the micro world
+    if switch == "model.anchors=true":  # one anchor per train effect: its paraphrases' sentence centroid
+        text = TextEncoder("minilm")
+        train = [e for e in examples if e.split == "train"]
+        centroids = torch.nn.functional.normalize(torch.stack([text.sentence(list(e.prompts)).mean(0) for e in train]), dim=-1)
+        torch.testing.assert_close(net.predictors[0].anchors, centroids, atol=1e-5, rtol=1e-4)
+        assert net.predictors[0].anchor_values.abs().sum() > 0  # trained from zero
 
 
 def test_mixup_targets_are_the_weighted_sum_of_deltas_and_mixup_trains(library):
@@ -188,9 +194,10 @@ def test_flow_phase_trains_on_the_base_loss_logs_recovery_and_resumes_exactly(li
     """After the ΔW steps, flow.steps more steps train through the frozen base (the loss of each
     clip with the LoRA the network writes for its effect's prompt); every evaluation logs R as
     p2e eval run measures it (and on a held-back validation paraphrase), and a checkpoint inside the
-    flow phase resumes exactly, paraphrase mixing included."""
+    flow phase resumes exactly, paraphrase mixing and token dropout included."""
     torch.set_num_threads(1)
-    cfg = load_recipe("base", OVERRIDES + FLOW + ["checkpoint_every=5", "validation_paraphrases=1", "paraphrase_mix=0.5"])
+    cfg = load_recipe("base", OVERRIDES + FLOW + ["checkpoint_every=5", "validation_paraphrases=1", "paraphrase_mix=0.5",
+                                                  "token_dropout=0.2"])
     reg, base, names, examples, weights = inputs(library, cfg)
     text = TextEncoder("minilm")
     saved, keep = checkpoint_keeper()
