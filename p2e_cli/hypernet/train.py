@@ -4,8 +4,10 @@ Loss per layer: factor MSE in units of the library's typical factor size (factor
 the NMSE of the reconstructed ΔW = B·A (delta_weight), computed from r×r Gram matrices, never
 forming ΔW. Each step draws `batch_size` (effect, paraphrase) pairs from a generator seeded by
 (recipe seed, step), so a resumed run continues exactly; every `eval_every` steps it logs the
-ΔW NMSE on held-out effects, on unseen paraphrases of train effects, and on `validation_effects`
-train effects held back from training (to choose settings without looking at held-out effects).
+ΔW NMSE on held-out effects, on unseen paraphrases of train effects, on `validation_effects`
+train effects held back from training (to choose settings without looking at held-out effects) and
+on `validation_paraphrases` held back from every train effect (to choose text-side settings without
+looking at the unseen paraphrases).
 An optional last phase (recipe `flow:`, hypernet/flow.py) trains on the base's flow-matching loss
 with the predicted LoRAs applied, and then every evaluation also logs recovery R.
 """
