@@ -121,7 +121,11 @@ class TextEncoder:
 
     def sentence(self, texts: list[str]) -> torch.Tensor:
         """Unit-norm mean-pooled sentence embeddings (B, D): how MiniLM compares sentences."""
-        embeds, mask = self(texts)
-        embeds = embeds.float()
-        pooled = (embeds * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
-        return torch.nn.functional.normalize(pooled, dim=-1)
+        return sentence_embedding(*self(texts))
+
+
+def sentence_embedding(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Token embeddings (B, L, D) and their bool mask -> unit-norm mean-pooled float32 embeddings (B, D)."""
+    embeds = embeds.float()
+    pooled = (embeds * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+    return torch.nn.functional.normalize(pooled, dim=-1)

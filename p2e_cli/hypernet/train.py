@@ -30,6 +30,7 @@ from ..training import (cosine_lr, full_state, load_optimizer_state, make_accele
 from .flow import FlowData, recoveries, recovery_sets, recovery_text
 from .library import Example
 from .model import MODULE_TYPES, HypernetConfig, Hypernetwork, LayerSpec, layer_specs
+from .text import sentence_embedding
 
 
 def frob2_of_product_difference(b1, a1, b2, a2) -> torch.Tensor:
@@ -144,9 +145,7 @@ class Texts:
 
     def sentence(self, prompts: list[str]) -> torch.Tensor:
         """Unit-norm mean-pooled embeddings (B, D), as TextEncoder.sentence."""
-        embeds, mask = self(prompts)
-        keep = mask.unsqueeze(-1).to(embeds.dtype)
-        return torch.nn.functional.normalize((embeds * keep).sum(1) / keep.sum(1).clamp_min(1), dim=-1)
+        return sentence_embedding(*self(prompts))
 
     def to(self, device) -> None:
         self.embeds, self.mask = self.embeds.to(device), self.mask.to(device)
@@ -261,6 +260,8 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             pred = net(source, embeds, mask)
         return [(b.float(), a.float()) for b, a in pred]
 
+    weighted_prompts = cfg.paraphrase_mix > 0 or cfg.token_dropout > 0  # training prompts go through predict_rows
+
     def paraphrase_rows(batch: list[tuple[int, str]], step: int) -> list[list[tuple[str, float]]]:
         """Each (effect, prompt) as the prompt row it trains with, [(prompt, 1.0)]; with paraphrase_mix,
         that share of rows become [(prompt, λ), (another training paraphrase of the effect, 1 − λ)]
@@ -338,7 +339,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         """A flow-phase step's loss: the samples' flow-matching loss through the base with their
         predicted LoRAs, plus anchor x the ΔW loss (hypernet/flow.py)."""
         batch, latents, text, sigmas, noise = flow.batch(pairs, step - cfg.steps, rank_, world)
-        pred = (predict_rows(weights, paraphrase_rows(batch, step), step) if cfg.paraphrase_mix or cfg.token_dropout
+        pred = (predict_rows(weights, paraphrase_rows(batch, step), step) if weighted_prompts
                 else predict(weights, [p for _, p in batch]))
         loss = flow.loss(pred, latents, text, sigmas, noise)
         if cfg.flow.anchor:
@@ -362,7 +363,7 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
             else:
                 g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
                 batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()]
-                if cfg.mixup > 0 or cfg.paraphrase_mix > 0 or cfg.token_dropout > 0:
+                if cfg.mixup > 0 or weighted_prompts:
                     loss = batch_loss(batch, g, step)
                 else:
                     batch = batch[rank_::world]
