@@ -194,6 +194,9 @@ class HypernetRecipe:
     # validation-paraphrase NMSE (and R with the flow phase): for choosing text-side settings without
     # the unseen paraphrases p2e eval run measures
     validation_paraphrases: int = bounded(0, 0, 100)
+    # train effects also learn from their extra paraphrases (p2e_cli/effects/extra_prompts.json, 6 each,
+    # hypernetwork only: the effect's own prompts caption its clips); held-back ones stay held back
+    extra_paraphrases: bool = False
     # or name them: train effects held back instead of every k-th one. Pick effects that relate to the
     # rest as held-out ones do (compositions, in-between hues and speeds) for a validation that predicts them
     validation_names: list[str] = field(default_factory=list)

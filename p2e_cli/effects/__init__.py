@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
+import json
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -24,8 +27,8 @@ from .ops import FAMILIES
 SPLITS = ("train", "heldout")
 _BY_NAME = {e.name: e for e in EFFECTS}
 
-__all__ = ["EFFECTS", "Effect", "FAMILIES", "SPLITS", "effects", "effect_names", "families", "get_effect",
-           "frame", "render", "sample_params", "sheet"]
+__all__ = ["EFFECTS", "Effect", "FAMILIES", "SPLITS", "effects", "effect_names", "extra_prompts", "families",
+           "get_effect", "frame", "render", "sample_params", "sheet"]
 
 
 def _check_split(split: str) -> None:
@@ -44,6 +47,19 @@ def effects(split: str = "all", family: str | None = None) -> list[Effect]:
 
 def effect_names(split: str = "all", family: str | None = None) -> list[str]:
     return [e.name for e in effects(split, family)]
+
+
+@functools.cache
+def _extra_prompts() -> dict[str, tuple[str, ...]]:
+    with open(Path(__file__).with_name("extra_prompts.json"), encoding="utf-8") as f:
+        return {name: tuple(prompts) for name, prompts in json.load(f).items()}
+
+
+def extra_prompts(name: str | Effect) -> tuple[str, ...]:
+    """More training paraphrases of a train effect, for the hypernetwork only (recipe key
+    extra_paraphrases): `Effect.prompts` also caption the effect's clips, so these live apart.
+    Written without sight of the held-out paraphrases; empty for held-out effects."""
+    return _extra_prompts().get(get_effect(name).name, ())
 
 
 def families() -> list[str]:

@@ -29,6 +29,7 @@ class Example:
     factors: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (B (out, r), A (r, in)), ΔW = B·A
     record: str  # the canonical LoRA's id
     notes: list[str] = field(default_factory=list)
+    extra_prompts: list[str] = field(default_factory=list)  # more training paraphrases (recipe extra_paraphrases)
 
 
 def _on_base(record: Record, base: Record) -> bool:
@@ -86,7 +87,8 @@ def canonical_library(reg: Registry, base: Record, target: str = "canonical") ->
 def _example(effect: str, record: Record, factors: list[tuple[torch.Tensor, torch.Tensor]]) -> Example:
     try:
         e = fx.get_effect(effect)
-        return Example(effect, e.split, list(e.prompts), list(e.heldout_prompts), factors, record.id)
+        return Example(effect, e.split, list(e.prompts), list(e.heldout_prompts), factors, record.id,
+                       extra_prompts=list(fx.extra_prompts(e)))
     except P2EError:
         prompt = record.data.get("prompt") or effect
         return Example(effect, "train", [prompt], [], factors, record.id, ["real or imported effect: one prompt"])

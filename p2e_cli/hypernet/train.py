@@ -216,6 +216,9 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
         n = cfg.validation_paraphrases
         held_back = {i: examples[i].prompts[-n:] for i in train if len(examples[i].prompts) > n}
         examples = [dataclasses.replace(e, prompts=e.prompts[:-n]) if i in held_back else e for i, e in enumerate(examples)]
+    if cfg.extra_paraphrases:
+        examples = [dataclasses.replace(e, prompts=e.prompts + e.extra_prompts) if i in train else e
+                    for i, e in enumerate(examples)]
     pairs = [(i, p) for i in train for p in examples[i].prompts]
     paraphrase_pairs = [(i, p) for i, held in held_back.items() for p in held]
     heldout_pairs = [(i, examples[i].prompts[0]) for i, e in enumerate(examples) if e.split != "train"]

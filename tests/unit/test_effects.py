@@ -52,6 +52,16 @@ def test_every_effect_is_well_formed():
     assert not held & set(all_train_prompts), "a held-out paraphrase is used for training elsewhere"
 
 
+def test_extra_paraphrases_are_train_only_and_new():
+    """The hypernetwork's extra paraphrases: 6 per train effect, none for held-out effects, none
+    repeating any effect's prompts or held-out paraphrases."""
+    known = {p.lower() for e in EFFECTS for p in e.prompts + e.heldout_prompts}
+    extras = [p for e in EFFECTS for p in effects.extra_prompts(e)]
+    for e in EFFECTS:
+        assert len(effects.extra_prompts(e)) == (6 if e.split == "train" else 0), e.name
+    assert len({p.lower() for p in extras}) == len(extras) and not {p.lower() for p in extras} & known
+
+
 def reachable_by_jitter(held, trained) -> bool:
     """Could `curate synth` jittering `trained` produce `held`'s exact params?"""
     for key, value in held.params.items():

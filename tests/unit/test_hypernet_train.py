@@ -142,10 +142,12 @@ def test_validation_effects_are_held_back_from_training(library):
 
 def test_validation_paraphrases_are_held_back_and_paraphrase_mixing_mixes_within_an_effect(library, monkeypatch):
     """validation_paraphrases=1 keeps each train effect's last paraphrase out of training (logged as
-    paraphrase_nmse); paraphrase_mix=1 trains every unmixed sample on two paraphrases of its own effect."""
+    paraphrase_nmse); paraphrase_mix=1 trains every unmixed sample on two paraphrases of its own effect;
+    extra_paraphrases adds the effect's extra prompts to those it trains on."""
     from p2e_cli.hypernet import train as train_module
 
-    cfg = load_recipe("base", OVERRIDES + ["validation_paraphrases=1", "paraphrase_mix=1.0", "mixup=0"])
+    cfg = load_recipe("base", OVERRIDES + ["validation_paraphrases=1", "paraphrase_mix=1.0", "mixup=0",
+                                           "extra_paraphrases=true", "steps=12"])
     reg, base, names, examples, weights = inputs(library, cfg)
     rows = []
     weighted = train_module.Texts.weighted
@@ -153,8 +155,10 @@ def test_validation_paraphrases_are_held_back_and_paraphrase_mixing_mixes_within
     _, meta = train_hypernet(reg, cfg, base, names, examples, weights, TextEncoder("minilm"), None, None, None)
     train = [e for e in examples if e.split == "train"]
     held = {e.prompts[-1] for e in train}
-    owner = {p: e.effect for e in train for p in e.prompts[:-1]}
+    owner = {p: e.effect for e in train for p in e.prompts[:-1] + e.extra_prompts}
+    assert all(len(e.extra_prompts) == 6 for e in train)
     assert len(rows) == cfg.steps * cfg.batch_size
+    assert {p for row in rows for p, _ in row} & {p for e in train for p in e.extra_prompts}
     for row in rows:  # two training paraphrases of one effect, weights summing to 1
         assert len(row) == 2 and not {p for p, _ in row} & held
         assert owner[row[0][0]] == owner[row[1][0]] and row[0][0] != row[1][0]
