@@ -94,11 +94,16 @@ def _example(effect: str, record: Record, factors: list[tuple[torch.Tensor, torc
         return Example(effect, "train", [prompt], [], factors, record.id, ["real or imported effect: one prompt"])
 
 
-def describe(examples: list[Example]) -> dict[str, Any]:
+def describe(examples: list[Example], extra_paraphrases: bool = False) -> dict[str, Any]:
+    """The run's dataset record (and a log line); with extra_paraphrases, the extra prompts counted too."""
     train = [e for e in examples if e.split == "train"]
     heldout = [e for e in examples if e.split != "train"]
     report = {"train_effects": len(train), "heldout_effects": len(heldout),
               "train_prompts": sum(len(e.prompts) for e in train)}
-    console.info(f"library: {len(train)} train effects ({report['train_prompts']} paraphrases), "
+    extra = ""
+    if extra_paraphrases:
+        report["extra_prompts"] = sum(len(e.extra_prompts) for e in train)
+        extra = f" + {report['extra_prompts']} extra"
+    console.info(f"library: {len(train)} train effects ({report['train_prompts']} paraphrases{extra}), "
                  f"{len(heldout)} held-out effects")
     return report

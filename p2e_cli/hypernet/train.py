@@ -481,7 +481,7 @@ def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record | Non
     names, examples = canonical_library(reg, base, cfg.target)
     if run is not None and [e.record for e in examples] != run.data["library"]:
         raise P2EError(f"the canonical library changed since run {run.id} started", hint="start a new run")
-    library = describe(examples)
+    library = describe(examples, cfg.extra_paraphrases)
     text = TextEncoder(cfg.text_encoder)
     # W0 stays in memory for the whole run: kept in bf16 when training in bf16 (28 GB for a 14B base)
     keep = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float32

@@ -167,6 +167,18 @@ def test_validation_paraphrases_are_held_back_and_paraphrase_mixing_mixes_within
     assert meta["history"][-1]["train_nmse"] < meta["history"][0]["train_nmse"]
 
 
+def test_the_run_record_counts_the_extra_paraphrases(cli, library):
+    """p2e train hypernet --set extra_paraphrases=true: the run's dataset record and log line count the
+    extra prompts the train effects learn from (6 each), beside their own paraphrases."""
+    overrides = [f"--set={o}" for o in OVERRIDES + ["steps=2", "extra_paraphrases=true"]]
+    result = cli("train", "hypernet", "base", *overrides)
+    assert result.code == 0
+    train = [e for e in inputs(library, load_recipe("base", OVERRIDES))[3] if e.split == "train"]
+    (run,) = open_registry().ls("run")
+    assert run.data["dataset"]["extra_prompts"] == 6 * len(train) > 0
+    assert f"+ {6 * len(train)} extra" in result.stderr
+
+
 def test_fsdp_over_two_processes_trains_the_same_network_as_one_process(cli, library, home):
     """`accelerate launch` with 2 CPU processes (gloo) and sharding=fsdp (FSDP2 shards, gradient
     checkpointing on): each step's batch is split over the processes, and the registered network
