@@ -397,6 +397,14 @@ def _fraction(values: list[Any]) -> float | None:
     return sum(bool(v) for v in values) / len(values) if values else None
 
 
+def _pooled_recovery(rows: list[dict[str, Any]]) -> float | None:
+    """sum(L0 - L_pred) / sum(L0 - L_ref) over the effects with a gap to recover (those that have an R):
+    the recovery of the split's total loss gap. Unlike the median of per-effect R, it is not swung by
+    effects whose gap L0 - L_ref is near zero (their R is mostly noise)."""
+    rows = [r for r in rows if r["L0"] > r["L_ref"]]
+    return sum(r["L0"] - r["L_pred"] for r in rows) / sum(r["L0"] - r["L_ref"] for r in rows) if rows else None
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians and fractions per split (train, heldout) and over all effects."""
     out: dict[str, Any] = {}
@@ -408,7 +416,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
              "ref_ratio_worst": max(r["ref_ratio"] for r in part),
              "ref_render_better": _fraction([r.get("ref_render_better") for r in part])}
         if "recovery" in part[0]:
-            s.update(recovery_median=_median([r["recovery"] for r in part]),
+            s.update(recovery_median=_median([r["recovery"] for r in part]), recovery_pooled=_pooled_recovery(part),
                      nmse_median=_median([r["nmse"] for r in part]), cosine_median=_median([r["cosine"] for r in part]),
                      beats_misaligned=_fraction([r["beats_misaligned"] for r in part]),
                      beats_random=_fraction([r["beats_random"] for r in part]),

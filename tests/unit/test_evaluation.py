@@ -46,3 +46,14 @@ def test_a_recorded_recipe_matches_once_new_schema_keys_take_their_defaults():
     assert same_recipe(stored, cfg)
     assert not same_recipe({**stored, "steps": 400}, cfg)
     assert not same_recipe({**stored, "target": "nonsense"}, cfg) and not same_recipe(None, cfg)
+
+
+def test_pooled_recovery_weighs_effects_by_their_loss_gap():
+    from p2e_cli.evaluation import _pooled_recovery
+
+    rows = [{"L0": 1.0, "L_ref": 0.2, "L_pred": 0.4},  # gap 0.8, R 0.75
+            {"L0": 0.5, "L_ref": 0.48, "L_pred": 0.52}]  # gap 0.02, R -1: noise on a tiny gap
+    assert abs(_pooled_recovery(rows) - (0.6 - 0.02) / 0.82) < 1e-12
+    no_gap = {"L0": 0.5, "L_ref": 0.6, "L_pred": 0.4}  # the reference is worse than the base: no R, left out
+    assert _pooled_recovery(rows + [no_gap]) == _pooled_recovery(rows)
+    assert _pooled_recovery([no_gap]) is None
