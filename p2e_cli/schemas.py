@@ -59,6 +59,10 @@ class WorldVae:
     dim_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
     temporal_downsample: list[bool] = field(default_factory=lambda: [True, True])
     num_res_blocks: int = bounded(1, 1, 8)
+    # Wan2.2's VAE design (AutoencoderKLWan is_residual): each resolution stage gets a parameter-free
+    # shortcut, average-pooling space/time into channels in the encoder and duplicating them back in
+    # the decoder, so a signal path runs around every learned stage
+    residual: bool = False
     steps: int = bounded(3000, 1, STEPS_MAX)
     batch_size: int = bounded(8, 1, 4096)
     clip_frames: int = bounded(5, 1, 257)

@@ -65,7 +65,7 @@ def make_vae(recipe: WorldRecipe, decoder_base_dim: int | None = None):
                        f"got {len(v.temporal_downsample)}")
     return AutoencoderKLWan(
         base_dim=v.base_dim, decoder_base_dim=decoder_base_dim, z_dim=v.z_dim, dim_mult=v.dim_mult,
-        num_res_blocks=v.num_res_blocks, temperal_downsample=v.temporal_downsample,
+        num_res_blocks=v.num_res_blocks, temperal_downsample=v.temporal_downsample, is_residual=v.residual,
         latents_mean=[0.0] * v.z_dim, latents_std=[1.0] * v.z_dim, scale_factor_spatial=2 ** downsamples, scale_factor_temporal=2 ** sum(v.temporal_downsample))
 
 

@@ -28,6 +28,17 @@ def test_micro_world_is_a_real_diffusers_pipeline(micro_world):
             assert all(f.get_slice(k).get_dtype() == "F16" for k in f.keys())
 
 
+def test_residual_vae_world_loads_as_a_wan22_style_vae(tmp_path):
+    """vae.residual: Wan2.2's residual VAE blocks (parameter-free shortcuts), same latent shape."""
+    from diffusers import AutoencoderKLWan
+
+    out = build_world(load_recipe("world-micro", TINY_STEPS + ["vae.residual=true", "transformer.steps=1"]), tmp_path / "w")
+    vae = AutoencoderKLWan.from_pretrained(out / "vae")
+    assert vae.config.is_residual and hasattr(vae.encoder.down_blocks[0], "avg_shortcut")
+    clip = torch.zeros(1, 3, 5, 32, 32)
+    assert vae.encode(clip).latent_dist.mode().shape == (1, 4, 2, 8, 8)
+
+
 def test_world_build_resumes_exactly_after_ctrl_c(tmp_path, monkeypatch):
     import os
     import signal
