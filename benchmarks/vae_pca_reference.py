@@ -1,0 +1,69 @@
+"""A linear yardstick for the tiny world's VAE goal: patch PCA with the VAE's own latent budget.
+
+    python benchmarks/vae_pca_reference.py --z 16 32
+
+The world's AutoencoderKLWan keeps z_dim numbers per (s x s)-pixel block of the first frame (encoded
+alone, causally) and per (t x s x s) block of the later frames (s, t: its spatial and temporal
+factors). This fits a PCA per block on train-photo neutral clips and keeps the top z components
+-- a linear codec with exactly that budget -- then prints its PSNR on the held-out neutral clips
+`p2e world eval` scores the VAE on (the same clips, the same PSNR). A VAE below this figure is
+limited by its training or architecture, not by its latent size.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+
+def to_blocks(x: torch.Tensor, t: int, s: int) -> torch.Tensor:
+    """(n, c, T, H, W) -> (n * T/t * H/s * W/s, c * t * s * s): one row per latent position."""
+    n, c, T, h, w = x.shape
+    x = x.reshape(n, c, T // t, t, h // s, s, w // s, s).permute(0, 2, 4, 6, 1, 3, 5, 7)
+    return x.reshape(-1, c * t * s * s)
+
+
+def from_blocks(rows: torch.Tensor, shape: tuple[int, ...], t: int, s: int) -> torch.Tensor:
+    n, c, T, h, w = shape
+    x = rows.reshape(n, T // t, h // s, w // s, c, t, s, s).permute(0, 4, 1, 5, 2, 6, 3, 7)
+    return x.reshape(shape)
+
+
+def main() -> None:
+    from p2e_cli.recipes import load_recipe
+    from p2e_cli.world.build import step_generator
+    from p2e_cli.world.corpus import neutral_clips, photo_bank
+    from p2e_cli.world.quality import heldout_neutral_clips, psnr
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--z", type=int, nargs="+", default=[16, 32], help="latent channels to keep")
+    parser.add_argument("--recipe", default="world-tiny")
+    parser.add_argument("--train-clips", type=int, default=256)
+    args = parser.parse_args()
+    recipe = load_recipe(args.recipe)
+    s, t = 2 ** (len(recipe.vae.dim_mult) - 1), 2 ** sum(recipe.vae.temporal_downsample)
+    if (recipe.frames - 1) % t:
+        raise SystemExit(f"frames - 1 ({recipe.frames - 1}) is not a multiple of the temporal factor {t}")
+    bank = photo_bank("train", 2 * recipe.size)
+    train = torch.cat([neutral_clips(bank, 32, recipe.frames, recipe.size, step_generator(recipe.seed, "pca", i))
+                       for i in range(args.train_clips // 32)])
+    test = heldout_neutral_clips(8, recipe.frames, recipe.size)
+    print(f"{args.recipe}: {s}x spatial, {t}x temporal; PCA fit on {len(train)} train-photo clips, "
+          f"scored on {len(test)} held-out clips")
+    for z in args.z:
+        recon = torch.empty_like(test)
+        for frames, step in ((slice(0, 1), 1), (slice(1, recipe.frames), t)):  # the causal first frame, then blocks
+            rows = to_blocks(train[:, :, frames], step, s)
+            mean = rows.mean(0)
+            basis = torch.linalg.svd(rows - mean, full_matrices=False).Vh[:z]
+            part = test[:, :, frames]
+            coded = (to_blocks(part, step, s) - mean) @ basis.T @ basis + mean
+            recon[:, :, frames] = from_blocks(coded, tuple(part.shape), step, s)
+        recon = recon.clamp(-1, 1)
+        print(f"z {z}: held-out PSNR {psnr(recon, test):.2f} dB (first frame {psnr(recon[:, :, :1], test[:, :, :1]):.2f}, "
+              f"later frames {psnr(recon[:, :, 1:], test[:, :, 1:]):.2f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
