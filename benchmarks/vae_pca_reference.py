@@ -32,7 +32,7 @@ def from_blocks(rows: torch.Tensor, shape: tuple[int, ...], t: int, s: int) -> t
 
 def main() -> None:
     from p2e_cli.recipes import load_recipe
-    from p2e_cli.world.build import step_generator
+    from p2e_cli.world.build import make_vae, step_generator
     from p2e_cli.world.corpus import neutral_clips, photo_bank
     from p2e_cli.world.quality import heldout_neutral_clips, psnr
 
@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--train-clips", type=int, default=256)
     args = parser.parse_args()
     recipe = load_recipe(args.recipe)
-    s, t = 2 ** (len(recipe.vae.dim_mult) - 1), 2 ** sum(recipe.vae.temporal_downsample)
+    config = make_vae(recipe).config  # the factors the world's own VAE is built with
+    s, t = config.scale_factor_spatial, config.scale_factor_temporal
     if (recipe.frames - 1) % t:
         raise SystemExit(f"frames - 1 ({recipe.frames - 1}) is not a multiple of the temporal factor {t}")
     bank = photo_bank("train", 2 * recipe.size)
@@ -51,13 +52,15 @@ def main() -> None:
     test = heldout_neutral_clips(8, recipe.frames, recipe.size)
     print(f"{args.recipe}: {s}x spatial, {t}x temporal; PCA fit on {len(train)} train-photo clips, "
           f"scored on {len(test)} held-out clips")
+    parts = []  # the causal first frame, then the blocks of later frames: (frames, step, mean, principal axes)
+    for frames, step in ((slice(0, 1), 1), (slice(1, recipe.frames), t)):
+        rows = to_blocks(train[:, :, frames], step, s)
+        mean = rows.mean(0)
+        parts.append((frames, step, mean, torch.linalg.svd(rows - mean, full_matrices=False).Vh))
     for z in args.z:
         recon = torch.empty_like(test)
-        for frames, step in ((slice(0, 1), 1), (slice(1, recipe.frames), t)):  # the causal first frame, then blocks
-            rows = to_blocks(train[:, :, frames], step, s)
-            mean = rows.mean(0)
-            basis = torch.linalg.svd(rows - mean, full_matrices=False).Vh[:z]
-            part = test[:, :, frames]
+        for frames, step, mean, axes in parts:
+            basis, part = axes[:z], test[:, :, frames]
             coded = (to_blocks(part, step, s) - mean) @ basis.T @ basis + mean
             recon[:, :, frames] = from_blocks(coded, tuple(part.shape), step, s)
         recon = recon.clamp(-1, 1)
