@@ -6,7 +6,9 @@ Each variant = recipes/world-tiny.yaml plus its overrides, with `vae.steps` set 
 cosine schedule completes): trains the VAE stage exactly as `p2e world build` does (same loss,
 photos and seed) in a temporary folder, then prints its parameter count, seconds per step and the
 reconstruction PSNR on the held-out neutral clips `p2e world eval` uses (8 clips). Short runs rank
-shapes; they do not predict the full 4000-step figure (the shipped VAE: 24.82 dB).
+shapes; they do not predict the full 4000-step figure (the shipped VAE: 24.82 dB). `--every K` also
+prints the held-out PSNR every K steps (mid-schedule, so below what the finished cosine run reaches).
+Runs on the GPU when there is one (the same loop `p2e world build` uses).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value (repeatable)")
     parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--every", type=int, default=0, help="also print the held-out PSNR every K steps")
     args = parser.parse_args()
     variants = [v.split(":", 1) for v in args.variant or ["shipped:"]]
     for name, overrides in variants:
@@ -36,13 +39,21 @@ def main() -> None:
         torch.manual_seed(recipe.seed)
         bank = photo_bank("train", size=2 * recipe.size)
         vae = make_vae(recipe)
+        clips = heldout_neutral_clips(args.clips, recipe.frames, recipe.size)
+        loss_at = vae_loss_fn(vae, recipe, codec_banks(recipe, bank))
+
+        def loss_with_reports(step: int) -> torch.Tensor:
+            if args.every and step and step % args.every == 0:
+                print(f"{name}: step {step}  held-out PSNR {vae_psnr(vae.eval(), clips):.2f} dB  "
+                      f"({time.perf_counter() - start:.0f} s)", flush=True)
+                vae.train()
+            return loss_at(step)
+
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            train("vae", vae, vae_loss_fn(vae, recipe, codec_banks(recipe, bank)), steps=recipe.vae.steps,
-                  lr=recipe.vae.lr, warmup=recipe.vae.warmup_steps, checkpoints=Checkpoints(Path(tmp)),
-                  every=recipe.vae.steps)
+            train("vae", vae, loss_with_reports, steps=recipe.vae.steps, lr=recipe.vae.lr,
+                  warmup=recipe.vae.warmup_steps, checkpoints=Checkpoints(Path(tmp)), every=recipe.vae.steps)
             per_step = (time.perf_counter() - start) / recipe.vae.steps
-        clips = heldout_neutral_clips(args.clips, recipe.frames, recipe.size)
         value = vae_psnr(vae.eval(), clips)
         params = sum(p.numel() for p in vae.parameters()) / 1e6
         print(f"{name}: {overrides or '(recipe)'}  {params:.2f}M parameters, {per_step:.2f} s/step, "

@@ -27,7 +27,7 @@ def vae_psnr(vae, clips: torch.Tensor, chunk: int = 4) -> float:
     """Mean reconstruction PSNR over clips (B, 3, T, H, W)."""
     values = []
     for i in range(0, len(clips), chunk):
-        x = clips[i:i + chunk]
+        x = clips[i:i + chunk].to(vae.device)
         values.append(psnr(vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1), x))
     return sum(values) / len(values)
 
