@@ -325,10 +325,35 @@ def load_pipeline(base: Record | Path | str, dtype: torch.dtype | None = None, d
     for component in (pipe.vae, pipe.image_encoder):
         if component is not None:
             component.to(torch.float32)
+    fast_vae_norms(pipe.vae)
     if device is not None:
         pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _rms_norm_forward(self, x: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    x32 = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    squares = x32.square().sum(1 if self.channel_first else -1, keepdim=True)
+    normalized = (x32 * torch.rsqrt(squares.clamp_min(1e-24))).to(x.dtype)  # F.normalize's eps 1e-12, squared
+    return normalized * self.scale * self.gamma + self.bias
+
+
+def fast_vae_norms(vae):
+    """Give each RMS norm of a diffusers Wan VAE (WanRMS_norm) the same function computed faster:
+    x * rsqrt(sum x^2) instead of F.normalize, whose reduction over the channel dimension is a
+    slow strided kernel on CPU (2.5-3x the time, forward and backward). Same parameters, same
+    state dict; the VAE's outputs agree to float32 rounding. Returns `vae`."""
+    import types
+
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
+
+    for module in vae.modules():
+        if isinstance(module, WanRMS_norm):
+            module.forward = types.MethodType(_rms_norm_forward, module)
+    return vae
 
 
 # -- tiny test pipelines -----------------------------------------------------------------------

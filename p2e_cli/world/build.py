@@ -58,15 +58,18 @@ def make_vae(recipe: WorldRecipe, decoder_base_dim: int | None = None):
     """The recipe's AutoencoderKLWan; decoder_base_dim widens its decoder (the decoder stage)."""
     from diffusers import AutoencoderKLWan
 
+    from ..wan import fast_vae_norms
+
     v = recipe.vae
     downsamples = len(v.dim_mult) - 1
     if len(v.temporal_downsample) != downsamples:
         raise P2EError(f"vae.temporal_downsample needs {downsamples} entries (one per down stage), "
                        f"got {len(v.temporal_downsample)}")
-    return AutoencoderKLWan(
+    return fast_vae_norms(AutoencoderKLWan(
         base_dim=v.base_dim, decoder_base_dim=decoder_base_dim, z_dim=v.z_dim, dim_mult=v.dim_mult,
         num_res_blocks=v.num_res_blocks, temperal_downsample=v.temporal_downsample, is_residual=v.residual,
-        latents_mean=[0.0] * v.z_dim, latents_std=[1.0] * v.z_dim, scale_factor_spatial=2 ** downsamples, scale_factor_temporal=2 ** sum(v.temporal_downsample))
+        latents_mean=[0.0] * v.z_dim, latents_std=[1.0] * v.z_dim, scale_factor_spatial=2 ** downsamples,
+        scale_factor_temporal=2 ** sum(v.temporal_downsample)))
 
 
 def make_transformer(recipe: WorldRecipe):

@@ -155,3 +155,30 @@ def test_resolve_base_without_tiny_says_so(home, monkeypatch):
 def test_load_pipeline_of_a_bad_folder_is_bad_input(tmp_path):
     with pytest.raises(P2EError, match="model_index.json is missing"):
         load_pipeline(tmp_path)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_fast_vae_norms_compute_the_same_vae(residual):
+    import torch
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
+
+    from p2e_cli.recipes import load_recipe
+    from p2e_cli.world.build import make_vae
+
+    recipe = load_recipe("world-micro", [f"vae.residual={residual}"])
+    vaes = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        vaes.append(make_vae(recipe))  # make_vae gives its norms the fast forward
+    fast, plain = vaes
+    norms = [m for m in plain.modules() if isinstance(m, WanRMS_norm)]
+    assert norms and all("forward" in vars(m) for m in norms)
+    for m in norms:
+        del m.forward  # back to diffusers' own F.normalize
+    x = torch.rand(2, 3, recipe.frames, recipe.size, recipe.size) * 2 - 1
+    recon, fast_recon = (m.decode(m.encode(x).latent_dist.mode()).sample for m in (plain, fast))
+    assert torch.allclose(fast_recon, recon, atol=1e-5)
+    fast_recon.square().mean().backward()
+    recon.square().mean().backward()
+    for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
+        assert torch.allclose(q.grad, p.grad, rtol=1e-4, atol=1e-6), name
