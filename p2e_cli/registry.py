@@ -290,6 +290,19 @@ class Registry:
         self._unlink_unreferenced(replaced)
         return self._load(record.id)
 
+    def rename(self, ref: str, name: str | None) -> Record:
+        """Give a record another name (None: none); names stay unique within a kind."""
+        if name is not None:
+            validate_name(name)
+        with self.transaction() as db:
+            record = self._load(self._resolve_id(ref))
+            if name is not None and db.execute("SELECT 1 FROM records WHERE kind = ? AND name = ? AND id != ?",
+                                               (record.kind, name, record.id)).fetchone():
+                raise P2EError(f"a {record.kind} named {name!r} already exists",
+                               hint=f"choose another name, or remove it first: p2e rm {record.kind}:{name}")
+            db.execute("UPDATE records SET name = ? WHERE id = ?", (name, record.id))
+        return self._load(record.id)
+
     def _load(self, record_id: str) -> Record:
         row = self.db.execute("SELECT * FROM records WHERE id = ?", (record_id,)).fetchone()
         parents = [r[0] for r in self.db.execute("SELECT parent FROM parents WHERE child = ? ORDER BY parent", (record_id,))]

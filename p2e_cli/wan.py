@@ -281,9 +281,11 @@ def resolve_base(name: str | None) -> Record:
     reg = open_registry()
     wanted = "tiny" if name is None else name
     record = reg.find("base", wanted)
-    if record is None or not Path(record.data.get("path", "")).joinpath("model_index.json").is_file():
-        shipped = install_shipped(reg, wanted) if record is None or record.data.get("shipped") else None
-        record = shipped or record
+    if record is None or record.data.get("shipped"):  # registered, repaired or renewed from the package
+        record = install_shipped(reg, wanted) or record
+    if record is not None and record.data.get("retired"):
+        raise P2EError(f"base {wanted} is retired: {record.data['retired']}; its weights are no longer installed",
+                       hint="use the world this p2e ships (no --base), or p2e base add NAME --path DIR")
     if record is None and name is None:
         raise P2EError("no --base given, and the embedded tiny world is not installed",
                        hint="register a Wan I2V folder with `p2e base add NAME --path DIR`, then pass --base NAME")

@@ -207,18 +207,21 @@ class Generator:
 
 def resolve_hypernet(reg: Any, ref: str | None, base: Any) -> tuple[Path, Any]:
     """(weights file, registry record or None): a file, a registry hypernet id/name, or the newest
-    hypernetwork trained for the base's layer table."""
+    hypernetwork trained on the base (else the one shipped with it, else the newest for its layer table)."""
     if ref is not None and (ref.endswith(".safetensors") or Path(ref).exists()):
         return Path(ref), None
     if ref is not None:
         record = reg.get(ref, "hypernet")
     else:
-        fitting = [r for r in reg.ls("hypernet") if r.data.get("layer_table") == base.data.get("layer_table")]
-        if not fitting:
+        fitting = [r for r in reg.ls("hypernet") if r.data.get("layer_table") == base.data.get("layer_table")
+                   and not r.data.get("retired")]
+        own = [r for r in fitting if r.data.get("base") == base.id]
+        if not own:
             from ..world.shipped import install_shipped_hypernet
 
             shipped = install_shipped_hypernet(reg, base)
-            fitting = [shipped] if shipped is not None else []
+            own = [shipped] if shipped is not None else []
+        fitting = own or fitting
         if not fitting:
             raise P2EError(f"no hypernetwork for base {base.name or base.id}",
                            hint="train one with p2e train hypernet, or pass --hypernet FILE")

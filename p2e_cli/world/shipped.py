@@ -37,18 +37,45 @@ def assemble(source: Path, target: Path) -> Path:
     return target
 
 
+def fingerprint(source: Path) -> str:
+    """sha256 of a shipped world's weights and configs: a new p2e that ships another world under the
+    same name gets a new fingerprint (~5 MB hashed, a few ms)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in sorted(p for part in PARTS for p in ([source / part] if (source / part).is_file()
+                                                      else sorted((source / part).glob("*")))):
+        digest.update(file.relative_to(source).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def retire(reg: Registry, record: Record, why: str) -> Record:
+    """Free a shipped record's name for its successor: rename it NAME-old-ID, mark it retired (its
+    files, lineage and children stay; the old weights are no longer installed)."""
+    renamed = reg.rename(record.id, f"{record.name}-old-{record.id[:6]}")
+    return reg.update(renamed.id, data={"retired": why, "shipped": False})
+
+
 def install_shipped(reg: Registry, name: str = "tiny") -> Record | None:
-    """Register (or repair) the shipped world `name` as a base; None if it is not shipped."""
+    """Register (or repair) the shipped world `name` as a base; None if it is not shipped. A base of
+    that name registered from another shipped world (an upgrade of p2e) is retired first, so the new
+    world gets its own id: cached latents, references and hypernetworks of the old one do not carry over."""
     from ..wan import describe_base
 
     source = shipped_world(name)
     if source is None:
         return None
-    path = assemble(source, reg.folder("bases", name))
+    current = fingerprint(source)
     existing = reg.find("base", name)
+    if existing is not None and existing.data.get("shipped") and existing.data.get("fingerprint") != current:
+        retire(reg, existing, f"p2e now ships another {name} world (fingerprint {current})")
+        existing = None
+    path = reg.folder("bases", name)
+    if existing is None or not (path / "model_index.json").is_file():
+        assemble(source, path)
     if existing is not None:
         return existing
-    return reg.add("base", name=name, data={**describe_base(path), "shipped": True})
+    return reg.add("base", name=name, data={**describe_base(path), "shipped": True, "fingerprint": current})
 
 
 LIBRARY_FILE = "library.safetensors"
@@ -137,8 +164,10 @@ def install_shipped_hypernet(reg: Registry, base: Record) -> Record | None:
     if file is None or not file.is_file():
         return None
     existing = reg.find("hypernet", base.name)
-    if existing is not None:
+    if existing is not None and existing.data.get("base") == base.id:
         return existing
+    if existing is not None:  # the hypernet of a world this p2e no longer ships
+        retire(reg, existing, f"trained for base {existing.data.get('base')}, not the shipped {base.name} {base.id}")
     with safe_open(str(file), framework="pt") as f:
         meta = json.loads((f.metadata() or {})[META_KEY])
     with reg.artifact(".safetensors") as pending:

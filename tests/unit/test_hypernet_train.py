@@ -2,6 +2,7 @@
 test needs no LoRA training): exact resume, every ablation switch trains, the loss math."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -303,6 +304,18 @@ def test_generate_uses_the_hypernet_shipped_beside_a_shipped_world(cli, micro_wo
     assert hypernet.name == "micro" and hypernet.data["shipped"] and result.json()[0]["nearest"][0]["effect"] == "melt"
     assert read_lora(out).ranks == [2] and read_lora(out).p2e("kind") == "predicted"
     assert cli("generate", "spinning", "--base", "micro", "--no-register").code == 0 and len(reg.ls("hypernet")) == 1
+
+    # a p2e upgrade that ships another micro world: the old base and its hypernetwork are retired, not reused
+    old_base, old_net = reg.find("base", "micro"), hypernet
+    settings = json.loads((shipped / "p2e_base.json").read_text())
+    (shipped / "p2e_base.json").write_text(json.dumps({**settings, "fps": settings["fps"] + 1}))
+    assert cli("generate", "spinning", "--base", "micro", "--no-register").code == 0
+    new_base, new_net = reg.find("base", "micro"), reg.find("hypernet", "micro")
+    assert new_base.id != old_base.id and new_net.id != old_net.id and new_net.data["base"] == new_base.id
+    retired = {r.name for r in reg.ls() if r.data.get("retired")}
+    assert retired == {f"micro-old-{old_base.id[:6]}", f"micro-old-{old_net.id[:6]}"}
+    refused = cli("generate", "spinning", "--base", f"micro-old-{old_base.id[:6]}", "--no-register")
+    assert refused.code == 2 and "is retired" in refused.stderr
 
 
 def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, library, micro_world, home, monkeypatch, tmp_path):

@@ -41,6 +41,11 @@ def test_keyed_records_dedupe_and_names_are_unique(reg):
     reg.add("effect", name="melt")
     with pytest.raises(P2EError, match="already exists"):
         reg.add("effect", name="melt")
+    other = reg.add("effect", name="spin")
+    with pytest.raises(P2EError, match="already exists"):
+        reg.rename(other.id, "melt")
+    assert reg.rename("melt", "melt-old").name == "melt-old" and reg.rename(other.id, "melt").id == other.id
+    assert reg.get("effect:melt").id == other.id
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "/etc/passwd", "..", "", "x" * 101, "a..b"])
