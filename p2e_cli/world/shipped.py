@@ -37,16 +37,21 @@ def assemble(source: Path, target: Path) -> Path:
     return target
 
 
-def fingerprint(source: Path) -> str:
-    """sha256 of a shipped world's weights and configs: a new p2e that ships another world under the
-    same name gets a new fingerprint (~5 MB hashed, a few ms)."""
+def fingerprint(source: Path, known: dict | None = None) -> dict[str, str]:
+    """Identify a shipped world folder's contents (weights, configs, library, hypernet): a p2e that
+    ships anything else under the same name gets a new sha256. The files' sizes and mtimes are
+    checked first, so an unchanged install costs a stat per file, not hashing ~35 MB per command."""
     import hashlib
 
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    listing = [(p.relative_to(source).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    stat = hashlib.sha256(repr(listing).encode()).hexdigest()[:16]
+    if known and known.get("stat") == stat:
+        return known
     digest = hashlib.sha256()
-    for file in sorted(p for part in PARTS for p in ([source / part] if (source / part).is_file()
-                                                      else sorted((source / part).glob("*")))):
-        digest.update(file.relative_to(source).as_posix().encode() + b"\0" + file.read_bytes())
-    return digest.hexdigest()[:16]
+    for file, (name, _, _) in zip(files, listing):
+        digest.update(name.encode() + b"\0" + file.read_bytes())
+    return {"stat": stat, "sha256": digest.hexdigest()[:16]}
 
 
 def retire(reg: Registry, record: Record, why: str) -> Record:
@@ -65,11 +70,17 @@ def install_shipped(reg: Registry, name: str = "tiny") -> Record | None:
     source = shipped_world(name)
     if source is None:
         return None
-    current = fingerprint(source)
     existing = reg.find("base", name)
-    if existing is not None and existing.data.get("shipped") and existing.data.get("fingerprint") != current:
-        retire(reg, existing, f"p2e now ships another {name} world (fingerprint {current})")
-        existing = None
+    shipped = existing is not None and existing.data.get("shipped")
+    known = existing.data.get("fingerprint") if shipped else None
+    known = known if isinstance(known, dict) else None  # bases registered before fingerprints have none
+    current = fingerprint(source, known)
+    if shipped and current != known:
+        if known and known["sha256"] == current["sha256"]:  # the same files, reinstalled
+            existing = reg.update(existing.id, data={"fingerprint": current})
+        else:
+            retire(reg, existing, f"p2e now ships another {name} world ({current['sha256']})")
+            existing = None
     path = reg.folder("bases", name)
     if existing is None or not (path / "model_index.json").is_file():
         assemble(source, path)
@@ -166,7 +177,7 @@ def install_shipped_hypernet(reg: Registry, base: Record) -> Record | None:
     existing = reg.find("hypernet", base.name)
     if existing is not None and existing.data.get("base") == base.id:
         return existing
-    if existing is not None:  # the hypernet of a world this p2e no longer ships
+    if existing is not None:  # shipped for a retired base (the fingerprint covers this file)
         retire(reg, existing, f"trained for base {existing.data.get('base')}, not the shipped {base.name} {base.id}")
     with safe_open(str(file), framework="pt") as f:
         meta = json.loads((f.metadata() or {})[META_KEY])

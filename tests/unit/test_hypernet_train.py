@@ -316,6 +316,15 @@ def test_generate_uses_the_hypernet_shipped_beside_a_shipped_world(cli, micro_wo
     assert retired == {f"micro-old-{old_base.id[:6]}", f"micro-old-{old_net.id[:6]}"}
     refused = cli("generate", "spinning", "--base", f"micro-old-{old_base.id[:6]}", "--no-register")
     assert refused.code == 2 and "is retired" in refused.stderr
+    # ... or the same world with another hypernetwork: it is the one generate uses
+    before = {r.id for r in reg.ls("hypernet")}
+    torch.nn.init.normal_(next(net.parameters()))
+    save_hypernet(shipped / "hypernet.safetensors", net, text_encoder="minilm", layer_table=layer_table_hash(table),
+                  target="canonical", library=[("melt", "melting into liquid")], library_embeddings=torch.randn(1, 384),
+                  dtype=torch.float16)
+    assert cli("generate", "spinning", "--base", "micro", "--no-register").code == 0
+    [newest] = [r for r in reg.ls("hypernet") if r.id not in before]
+    assert newest.name == "micro" and newest.data["base"] == reg.find("base", "micro").id != new_base.id
 
 
 def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, library, micro_world, home, monkeypatch, tmp_path):
