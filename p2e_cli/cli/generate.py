@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
 
@@ -42,15 +42,6 @@ def slug(prompt: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60] or "lora"
 
 
-def finish(b: Any, a: Any, rank: int, scale: float) -> tuple[Any, Any]:
-    """Canonical factors of scale·B·A truncated to `rank` (float32, written with alpha = rank)."""
-    from ..canon import canonical_from_svd, low_rank_svd
-
-    U, S, V = low_rank_svd(b, a, scale)
-    b, a = canonical_from_svd(U, S, V, rank)
-    return b.float(), a.float()
-
-
 def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e.g. \"melting into liquid\"."),
              output: Optional[Path] = typer.Option(None, "-o", "--output", help="LoRA file to write (one prompt)."),
              out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one LoRA per prompt here (named after the prompt)."),
@@ -73,10 +64,8 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
     import math
     import time
 
-    from ..canon import low_rank_norm
     from ..files import check_output_path
-    from ..hypernet.store import Generator
-    from ..lora_io import LoraLayer, write_lora
+    from ..generation import generate_loras, open_generator
     from ..registry import open_registry
     from ..wan import resolve_base
 
@@ -106,35 +95,9 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
             if t.suffix != ".safetensors":  # refused before anything is generated or registered
                 raise P2EError(f"LoRA files are .safetensors, not {t.suffix or 'extensionless'}: {t}")
     start = time.perf_counter()
-    gen = Generator(path, base_record, reg.folder("cache", "hypernet"), precision=precision)
-    keep = gen.rank if rank is None else rank
-    if not 1 <= keep <= gen.rank:
-        raise P2EError(f"--rank {rank} is outside 1..{gen.rank} (the hypernetwork's rank)")
-    factors = gen(prompts)
-    nearest = gen.nearest(prompts)
+    generator = open_generator(reg, base_record, path, precision)
+    results = generate_loras(reg, generator, record, prompts, rank=rank, scale=scale, targets=targets, register=register)
     seconds = time.perf_counter() - start
-    results = []
-    for prompt, layers, near, target in zip(prompts, factors, nearest, targets):
-        final = {name: finish(b, a, keep, scale) for name, (b, a) in layers.items()}
-        norm = math.sqrt(sum(low_rank_norm(b, a) ** 2 for b, a in final.values()))
-        lora = {name: LoraLayer(a, b, float(keep)) for name, (b, a) in final.items()}
-        parents = [record.id] if record is not None else []
-        entry = {"prompt": prompt, "output": None, "record": None, "norm": norm, "rank": keep, "scale": scale,
-                 "precision": gen.precision, "nearest": [{"effect": e, "similarity": s} for e, s in near]}
-        if register:
-            with reg.artifact(".safetensors") as pending:
-                write_lora(pending.path, lora, kind="predicted", base=base_record, prompt=prompt, parents=parents,
-                           title=f"{prompt} (predicted)")
-            saved = reg.add("lora", subkind="predicted", parents=[base_record.id, *parents], files={"lora": pending.ref},
-                            data={"prompt": prompt, "base": base_record.id, "layer_table": base_record.data["layer_table"],
-                                  "hypernet": record.id if record else str(path), "rank": keep, "alpha": float(keep),
-                                  "scale": scale, "norm": norm, "precision": gen.precision, "nearest": entry["nearest"]})
-            entry["record"] = saved.id
-        if target is not None:
-            write_lora(target, lora, kind="predicted", base=base_record, prompt=prompt,
-                       parents=[entry["record"]] if entry["record"] else parents, title=f"{prompt} (predicted)")
-            entry["output"] = str(target)
-        results.append(entry)
 
     def show() -> None:
         for e in results:
