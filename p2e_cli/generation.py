@@ -19,6 +19,7 @@ the text encoder, the fusion Transformer, the decode and the writes.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -34,6 +35,11 @@ def open_generator(reg: Registry, base: Record, hypernet_path: Path, precision: 
     from .hypernet.store import Generator
 
     return Generator(hypernet_path, base, reg.folder("cache", "hypernet"), precision=precision)
+
+
+def slug(prompt: str) -> str:
+    """A file name stem from a prompt: lowercase words joined by '-', at most 60 characters."""
+    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60] or "lora"
 
 
 def finish(b: Any, a: Any, rank: int, scale: float) -> tuple[Any, Any]:

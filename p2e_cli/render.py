@@ -216,6 +216,7 @@ class Renderer:
         self.experts = [c for c in ("transformer", "transformer_2") if getattr(self.pipe, c, None) is not None]
         self._shapes: dict[str, dict[str, tuple[int, ...]]] = {}
         self._adapters: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        self._loaded = 0  # adapters ever loaded: names stay unique after unload
 
     def shapes(self, expert: str) -> dict[str, tuple[int, ...]]:
         if expert not in self._shapes:
@@ -273,13 +274,24 @@ class Renderer:
                 console.warn(f"{lora.path.name}: base {self.name} has no image projections; skipped "
                              f"{len(skipped)} layer(s): {', '.join(skipped[:4])}{' ...' if len(skipped) > 4 else ''}")
             state, rest = adapter_state_dict(fitted)
-            name = f"p2e_{len(self._adapters)}"
+            name = f"p2e_{self._loaded}"
+            self._loaded += 1
             if state:
                 with warnings.catch_warnings():  # peft warns on every adapter after the first; several is the point
                     warnings.filterwarnings("ignore", message="Already found a `peft_config`")
                     self.pipe.load_lora_weights(state, adapter_name=name, load_into_transformer_2=expert == "transformer_2")
             self._adapters[key] = (name if state else "", rest)
         return self._adapters[key]
+
+    def unload(self, lora: ResolvedLora) -> None:
+        """Remove a LoRA's adapters from the pipeline. A long-lived renderer (p2e app's) would
+        otherwise keep every LoRA it ever rendered in memory and in each layer's adapter list."""
+        for expert in self.experts:
+            name, _ = self._adapters.pop((lora.sha256, expert), ("", {}))
+            if name:
+                with warnings.catch_warnings():  # peft says which adapter it activates instead; render() sets them
+                    warnings.filterwarnings("ignore", message=".*was active which is now deleted")
+                    getattr(self.pipe, expert).delete_adapters(name)
 
     def render(self, image: Any, loras: Sequence[ResolvedLora] = (), params: RenderParams | None = None) -> np.ndarray:
         """Render one clip: (T, H, W, 3) uint8."""

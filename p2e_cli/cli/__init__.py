@@ -16,7 +16,8 @@ import typer
 from .. import __version__, console
 from ..errors import P2EError
 from ..registry import set_home
-from . import analyze, base, canon, curate, effects, evaluate, finetune, generate, lora, recipe, registry_cmds, render, train, world
+from . import (analyze, base, canon, curate, effects, evaluate, finetune, generate, lora, recipe, registry_cmds, render, train,
+               webapp, world)
 
 app = typer.Typer(
     name="p2e",
@@ -47,7 +48,7 @@ def main_options(
     set_home(home)
 
 
-for module in (registry_cmds, generate, render, finetune, canon):
+for module in (registry_cmds, generate, render, finetune, canon, webapp):
     module.register(app)
 for group in (curate, train, base, lora, effects, world, evaluate, analyze, recipe):
     app.add_typer(group.app)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -38,10 +37,6 @@ def read_prompts(prompts: list[str], batch: Path | None) -> list[str]:
     return out
 
 
-def slug(prompt: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60] or "lora"
-
-
 def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e.g. \"melting into liquid\"."),
              output: Optional[Path] = typer.Option(None, "-o", "--output", help="LoRA file to write (one prompt)."),
              out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write one LoRA per prompt here (named after the prompt)."),
@@ -65,7 +60,7 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
     import time
 
     from ..files import check_output_path
-    from ..generation import generate_loras, open_generator
+    from ..generation import generate_loras, open_generator, slug
     from ..registry import open_registry
     from ..wan import resolve_base
 
