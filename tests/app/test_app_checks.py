@@ -13,6 +13,7 @@ import pytest
 
 from p2e_cli.app import check_app_prompt, check_number, check_upload, display_frames, example_prompts
 from p2e_cli.errors import P2EError
+from tests.wan_helpers import one_thread  # noqa: F401
 
 
 def test_prompts_are_refused_as_the_cli_refuses_them():
@@ -74,6 +75,7 @@ def test_help_says_what_host_exposes_and_the_cli_imports_no_gradio(cli):
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_renderer_unload_drops_the_adapter_and_restores_the_base(tmp_path):
     from p2e_cli.lora_io import write_lora
     from p2e_cli.render import Renderer, RenderParams, resolve_lora
@@ -83,7 +85,7 @@ def test_renderer_unload_drops_the_adapter_and_restores_the_base(tmp_path):
     table = layer_table(tiny_base("wan21") / "transformer", targets=MODULE_TYPES)
     loras = [resolve_lora(str(write_lora(tmp_path / f"{i}.safetensors", random_lora(table, seed=i)))) for i in range(3)]
     renderer = Renderer(tiny_base("wan21"))
-    params = RenderParams(seed=2)
+    params = RenderParams(seed=2, steps=2)
     base = renderer.render(picture(), [], params)
     first = renderer.render(picture(), [loras[0]], params)
     renderer.render(picture(), [loras[1]], params)
