@@ -44,7 +44,7 @@ from .errors import P2EError
 from .generation import slug
 
 if TYPE_CHECKING:
-    from .registry import Record, Registry
+    from .registry import Record
     from .render import RenderParams, ResolvedLora
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -193,15 +193,14 @@ class App:
         path.mkdir(parents=True)
         return path
 
-    def load(self) -> float:
-        """Load the hypernetwork (with its W0 encoding and text encoder) and the render pipeline
-        once; returns the seconds it took (0 when already loaded)."""
+    def load(self) -> None:
+        """Load the hypernetwork (with its W0 encoding and text encoder) and the render pipeline, once."""
         with self._lock:
-            return self._load()
+            self._load()
 
-    def _load(self) -> float:
+    def _load(self) -> None:
         if self._renderer is not None:
-            return 0.0
+            return
         from .generation import open_generator
         from .render import Renderer
 
@@ -213,7 +212,6 @@ class App:
         self._generator = generator
         seconds = time.perf_counter() - start
         console.info(f"app: base {self.base_name} and hypernetwork {self.hypernet_name} loaded in {seconds:.1f} s")
-        return seconds
 
     def photo_file(self, name: str) -> Path:
         """A built-in photo (p2e_cli/photos.py) as a PNG in the session folder, at the base's
