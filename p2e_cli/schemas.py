@@ -52,7 +52,7 @@ class LoraRecipe:
 
 @dataclass
 class WorldVae:
-    """A small AutoencoderKLWan trained as a codec on neutral clips (crops keep CPU steps cheap)."""
+    """A small AutoencoderKLWan trained as a codec on the corpus's clips (crops keep CPU steps cheap)."""
 
     base_dim: int = bounded(16, 4, 512)
     z_dim: int = bounded(16, 1, 64)
@@ -125,6 +125,9 @@ class WorldRecipe:
     max_sequence_length: int = bounded(24, 4, 512)
     seed: int = bounded(0, 0, 2**31 - 1)
     checkpoint_every: int = bounded(250, 1, STEPS_MAX)
+    # the clips every stage trains on (world/corpus.py): "neutral" mild motion only, or "broad" generic
+    # motion and recolouring as well (a general video prior; captions never name the change)
+    corpus: Literal["neutral", "broad"] = "neutral"
     vae: WorldVae = field(default_factory=WorldVae)
     transformer: WorldTransformer = field(default_factory=WorldTransformer)
     render: WorldRender = field(default_factory=WorldRender)

@@ -20,7 +20,7 @@ def build(recipe: str = typer.Argument(..., help="World recipe: a file or a ship
                                       "(decoder.*) to a finished one."),
           set_: List[str] = typer.Option([], "--set", help="Override a recipe key: --set transformer.steps=500."),
           register: bool = typer.Option(True, "--register/--no-register", help="Register the result as a base named after the world.")) -> None:
-    """Train a small Wan world (VAE + I2V transformer) on neutral-motion clips and write a diffusers folder.
+    """Train a small Wan world (VAE + I2V transformer) on synthetic clips of photos and write a diffusers folder.
 
     Example: p2e world build world-micro -o ./micro
 

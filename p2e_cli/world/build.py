@@ -23,7 +23,7 @@ from ..errors import P2EError
 from ..files import atomic_write
 from ..schemas import WorldRecipe
 from ..training import cosine_lr, flow_matching_loss, make_accelerator, shifted_sigmas, stop_at_step_boundary
-from .corpus import CAPTIONS, captions, neutral_clips, photo_bank
+from .corpus import ALL_CAPTIONS, captions, corpus_clips, photo_bank
 
 MODEL_INDEX = {
     "_class_name": "WanImageToVideoPipeline",
@@ -182,7 +182,7 @@ def codec_banks(recipe: WorldRecipe, bank: torch.Tensor) -> list[torch.Tensor]:
 
 def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor], stage: str = "vae",
                 batch_size: int | None = None) -> Callable[[int], torch.Tensor]:
-    """L1 + MSE reconstruction of neutral clips (and single images every `image_every` steps).
+    """L1 + MSE reconstruction of the corpus's clips (and single images every `image_every` steps).
     A codec needs no notion of up or of scale, so views come from photo banks of several
     resolutions and are rotated/flipped at random: more variety from 20 photos, less overfitting.
     The decoder stage uses it too (its own data draws, batch size; the frozen encoder gets no grad)."""
@@ -192,7 +192,7 @@ def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor], stage: str 
         g = step_generator(recipe.seed, stage, step)
         frames = 1 if step % v.image_every == 0 else v.clip_frames
         batch = (batch_size or v.batch_size) * (4 if frames == 1 else 1)
-        clips = neutral_clips(banks[step % len(banks)], batch, frames, recipe.size, g)
+        clips, _ = corpus_clips(recipe.corpus, banks[step % len(banks)], batch, frames, recipe.size, g)
         turns, vflip = torch.randint(4, (1,), generator=g).item(), torch.rand(1, generator=g).item() < 0.5
         clips = clips.rot90(turns, dims=(-2, -1))
         clips = clips.flip(-2) if vflip else clips
@@ -213,8 +213,8 @@ def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor], stage: str 
 
 @torch.no_grad()
 def latent_statistics(vae, recipe: WorldRecipe, bank: torch.Tensor, n: int = 64) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of the VAE's latents on neutral clips (the pipeline normalises by them)."""
-    clips = neutral_clips(bank, n, recipe.frames, recipe.size, step_generator(recipe.seed, "stats", 0))
+    """Per-channel mean and std of the VAE's latents on the corpus's clips (the pipeline normalises by them)."""
+    clips, _ = corpus_clips(recipe.corpus, bank, n, recipe.frames, recipe.size, step_generator(recipe.seed, "stats", 0))
     latents = torch.cat([vae.encode(clips[i:i + 8]).latent_dist.mode() for i in range(0, n, 8)])
     dims = (0, 2, 3, 4)
     return latents.mean(dims).tolist(), latents.std(dims).clamp_min(1e-4).tolist()
@@ -222,7 +222,8 @@ def latent_statistics(vae, recipe: WorldRecipe, bank: torch.Tensor, n: int = 64)
 
 @torch.no_grad()
 def encode_corpus(vae, recipe: WorldRecipe, bank: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The transformer's training set: neutral clips as normalised latents + caption indices."""
+    """The transformer's training set: the corpus's clips as normalised latents + caption indices
+    (into ALL_CAPTIONS)."""
     n, chunk = recipe.transformer.corpus_clips, 16
     mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
     std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
@@ -231,18 +232,18 @@ def encode_corpus(vae, recipe: WorldRecipe, bank: torch.Tensor) -> dict[str, tor
         for start in range(0, n, chunk):
             g = step_generator(recipe.seed, "corpus", start)
             count = min(chunk, n - start)
-            clips = neutral_clips(bank, count, recipe.frames, recipe.size, g)
+            clips, changed = corpus_clips(recipe.corpus, bank, count, recipe.frames, recipe.size, g)
             latents.append(((vae.encode(clips).latent_dist.mode() - mean) / std).half())
-            caption_ids.append(torch.tensor([CAPTIONS.index(c) for c in captions(count, g)]))
+            caption_ids.append(torch.tensor([ALL_CAPTIONS.index(c) for c in captions(count, g, changed)]))
             advance(count)
     return {"latents": torch.cat(latents), "captions": torch.cat(caption_ids)}
 
 
 def transformer_loss_fn(transformer, recipe: WorldRecipe, corpus: dict[str, torch.Tensor],
                         text_table: torch.Tensor) -> Callable[[int], torch.Tensor]:
-    """text_table rows: the CAPTIONS, then the empty prompt (caption dropout, for guidance)."""
+    """text_table rows: the captions (ALL_CAPTIONS), then the empty prompt (caption dropout, for guidance)."""
     t = recipe.transformer
-    empty = len(CAPTIONS)
+    empty = len(text_table) - 1
 
     def loss_at(step: int) -> torch.Tensor:
         g = step_generator(recipe.seed, "transformer", step)
@@ -358,7 +359,7 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
     corpus_file = work / "corpus.safetensors"
     if not corpus_file.exists():
         corpus = encode_corpus(vae, recipe, bank)
-        corpus["text"] = encode_prompts(vae, list(CAPTIONS) + [""], recipe.max_sequence_length)
+        corpus["text"] = encode_prompts(vae, list(ALL_CAPTIONS) + [""], recipe.max_sequence_length)
         with atomic_write(corpus_file) as tmp:
             save_file(corpus, str(tmp))
     corpus = load_file(str(corpus_file))

@@ -1,8 +1,20 @@
-"""The base world's training data: train-split photos animated with mild, effect-free motion.
+"""The base world's training data: train-split photos, animated.
 
-Strictly NOT the effect library: a base must animate an image plausibly (small drift, slight
-breathing zoom, lighting flicker, sensor noise) but not perform any effect, because effects are
-what LoRAs add. Held-out photos are never used here.
+Two corpora (recipe key `corpus`):
+- `neutral`: mild, effect-free motion (small drift, slight breathing zoom, lighting flicker, sensor
+  noise) -- the world of sessions 1-15, whose codec and transformer never saw anything move far.
+- `broad`: a general video prior, as a real Wan has one. A quarter of the clips are neutral; the rest
+  add random *generic* change to a neutral clip: global affine motion (rotation either way, zoom in
+  and out, pans, shear, squash; slow to fast, eased or oscillating), smooth or piecewise non-rigid
+  warps and polar twists, occluding shapes, and strong photometric ramps (hue rotation, inversion,
+  tone curves, channel mixes, fades to any colour, contrast / saturation / brightness, blur and
+  sharpening, noise), globally or behind a sweeping or growing mask, alone or combined, each on its
+  own time curve (so sequenced or simultaneous). All parameters are drawn from continuous ranges.
+
+Strictly NOT the effect library: nothing here imports `p2e_cli.effects`, and captions are generic
+("the scene changes"), never naming a motion, so the base can move and recolour content but does
+not perform a named effect from its text; choosing *which* change is what a LoRA adds. Held-out
+photos are never used here.
 
 Clips are made in torch from a per-step seed, so a training run can be resumed exactly.
 """
@@ -30,6 +42,21 @@ CAPTIONS = (
     "a slightly shaky video",
     "ambient motion in a calm shot",
 )
+# Broad clips' captions: that something changes, never what (the LoRA's job).
+CHANGE_CAPTIONS = (
+    "a video",
+    "the scene changes",
+    "something happens to the picture",
+    "a dynamic shot",
+    "the image transforms over time",
+    "a clip with a lot going on",
+    "the picture does something",
+    "an animated image",
+    "a moving picture",
+    "a short clip where things change",
+)
+ALL_CAPTIONS = CAPTIONS + CHANGE_CAPTIONS
+CORPORA = ("neutral", "broad")
 
 
 def photo_bank(split: str = "train", size: int = 128) -> torch.Tensor:
@@ -45,6 +72,20 @@ def photo_bank(split: str = "train", size: int = 128) -> torch.Tensor:
 def neutral_clips(bank: torch.Tensor, n: int, frames: int, size: int, generator: torch.Generator) -> torch.Tensor:
     """n clips (n, 3, frames, size, size) in [-1, 1]: a random view of a random photo that drifts,
     breathes and flickers slightly. Frame 0 is the view itself."""
+    video, noise = _neutral_motion(bank, n, frames, size, generator)
+    return add_grain(video, noise, generator)
+
+
+def add_grain(video: torch.Tensor, noise: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Sensor noise of per-clip strength `noise` on every frame but the conditioning frame 0."""
+    grain = torch.randn(video.shape, generator=generator) * noise.view(-1, 1, 1, 1, 1)
+    grain[:, :, 0] = 0  # the conditioning frame stays the clean view
+    return (video + grain).clamp(-1, 1)
+
+
+def _neutral_motion(bank: torch.Tensor, n: int, frames: int, size: int,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """neutral_clips before grain: the clean clips and each clip's grain strength."""
     g = generator
     x = bank[torch.randint(len(bank), (n,), generator=g)]
     flip = torch.rand(n, generator=g) < 0.5
@@ -77,10 +118,23 @@ def neutral_clips(bank: torch.Tensor, n: int, frames: int, size: int, generator:
     video = video.view(n, frames, 3, size, size).transpose(1, 2)
     light = 1 + flicker.view(n, 1) * torch.sin(phase.view(n, 1) * 3 + 9.0 * t) - flicker.view(n, 1) * torch.sin(phase.view(n, 1) * 3)
     video = (video + 1) * light.view(n, 1, frames, 1, 1) - 1
-    grain = torch.randn(video.shape, generator=g) * noise.view(n, 1, 1, 1, 1)
-    grain[:, :, 0] = 0  # the conditioning frame stays the clean view
-    return (video + grain).clamp(-1, 1)
+    return video, noise
 
 
-def captions(n: int, generator: torch.Generator) -> list[str]:
-    return [CAPTIONS[i] for i in torch.randint(len(CAPTIONS), (n,), generator=generator).tolist()]
+def captions(n: int, generator: torch.Generator, changed: torch.Tensor | None = None) -> list[str]:
+    """A generic caption per clip: a neutral one, or (where `changed`) one saying only that something changes."""
+    neutral = torch.randint(len(CAPTIONS), (n,), generator=generator).tolist()
+    if changed is None:
+        return [CAPTIONS[i] for i in neutral]
+    change = torch.randint(len(CHANGE_CAPTIONS), (n,), generator=generator).tolist()
+    return [CHANGE_CAPTIONS[c] if m else CAPTIONS[i] for i, c, m in zip(neutral, change, changed.tolist())]
+
+
+def corpus_clips(kind: str, bank: torch.Tensor, n: int, frames: int, size: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n clips of a corpus ("neutral" or "broad") and which of them carry a change beyond neutral motion."""
+    if kind == "neutral":
+        return neutral_clips(bank, n, frames, size, generator), torch.zeros(n, dtype=torch.bool)
+    from .change import broad_clips
+
+    return broad_clips(bank, n, frames, size, generator)
