@@ -40,6 +40,15 @@ class Effect:
         return tuple(self.family.split("+"))
 
     @property
+    def group(self) -> str:
+        """"composition" (two families at once), "geometric" (moves content) or "photometric"."""
+        from .ops import GEOMETRIC
+
+        if len(self.families) > 1:
+            return "composition"
+        return "geometric" if self.family in GEOMETRIC else "photometric"
+
+    @property
     def caption(self) -> str:
         """The canonical prompt (the first training paraphrase)."""
         return self.prompts[0]

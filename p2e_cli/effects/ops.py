@@ -672,3 +672,6 @@ FAMILIES: dict[str, Family] = {f.__name__: f for f in (
     shatter, explode, disintegrate, tv_off, hue, rainbow, tone, fade, glow, blur, motion_blur, pixelate, posterize,
     cartoon, sketch, invert, solarize, colour_map, dissolve, glitch, burn, freeze, neon, rain, snow, iris, wipe, flood,
 )}
+# the families that move content (the "geometric families" section above); the rest change colour or texture
+GEOMETRIC = frozenset(("melt", "bulge", "squash", "jelly", "pulse", "spin", "zoom", "slide", "drop", "flip", "ripple", "wave",
+                       "swirl", "kaleidoscope", "shake", "shatter", "explode", "disintegrate", "tv_off"))

@@ -1,0 +1,60 @@
+"""Effect identification distance (p2e_cli.metrics): tolerates grain, not a missing motion."""
+
+import numpy as np
+import pytest
+
+from p2e_cli import effects as fx
+from p2e_cli.metrics import identification_distances, identification_rank, low_pass
+from p2e_cli.photos import load_photo
+
+
+@pytest.fixture(scope="module")
+def candidates():
+    image = load_photo("coffee", 64)  # a held-out photo
+    names = fx.effect_names() + ["still"]
+    truths = np.stack([fx.render(n, image, 17) for n in names[:-1]] + [np.repeat(image[None], 17, 0)])
+    return names, truths
+
+
+def ramp(frames: int = 17) -> np.ndarray:
+    return np.linspace(0, 1, frames).reshape(frames, 1, 1, 1)
+
+
+def nearest(names, truths, clip) -> str:
+    return names[int(np.argmin(identification_distances(np.clip(clip, 0, 255), truths)))]
+
+
+def test_grain_does_not_hide_a_spin(candidates):
+    names, truths = candidates
+    spin = truths[names.index("spin-cw")].astype(np.float64)
+    grainy = spin + np.random.default_rng(0).normal(0, 40, spin.shape)  # stronger than the world's grain
+    grainy[0] = spin[0]
+    assert identification_rank(np.clip(grainy, 0, 255), truths, names.index("spin-cw")) == 1
+
+
+@pytest.mark.parametrize("failure", ["blurred", "darkened", "dissolved"])
+def test_a_render_that_blurs_darkens_or_dissolves_instead_of_spinning_is_not_spin(candidates, failure):
+    names, truths = candidates
+    still = truths[names.index("still")].astype(np.float64)
+    t = ramp()
+    rng = np.random.default_rng(1)
+    clip = {"blurred": np.stack([low_pass(f, 4.0 * s) for f, s in zip(still, t.ravel())]),
+            "darkened": still * (1 - 0.7 * t),
+            # the old world's renders: a grainy dissolve toward brown mush
+            "dissolved": (1 - 0.8 * t) * still + 0.8 * t * np.array([110.0, 80, 50]) + rng.normal(0, 15, still.shape)}[failure]
+    clip[0] = still[0]
+    rank = identification_rank(np.clip(clip, 0, 255), truths, names.index("spin-cw"))
+    assert rank > 5
+    assert not nearest(names, truths, clip).startswith("spin")
+
+
+def test_a_darkened_spin_is_not_identified_as_spin(candidates):
+    names, truths = candidates
+    dark = truths[names.index("spin-cw")].astype(np.float64) * 0.6
+    assert identification_rank(dark, truths, names.index("spin-cw")) > 1
+
+
+def test_distance_needs_matching_shapes(candidates):
+    names, truths = candidates
+    with pytest.raises(ValueError, match="shape"):
+        identification_distances(truths[0][:5], truths)
