@@ -11,7 +11,9 @@ For each library effect with a reference LoRA on the base, on clips of held-out 
 - ΔW agreement of predicted vs reference: NMSE and cosine over all layers, NMSE per block, and
   the spectrum gap (where each puts its energy in W0's singular basis);
 - render alignment: MSE to the procedural ground truth of clips rendered from the held-out photo's
-  first frame with the same seed: base, reference, predicted.
+  first frame with the same seed: base, reference, predicted;
+- effect identification (identify.py): base, reference and predicted renders on held-out photos,
+  ranked against every library effect's exact ground truth plus the still photo: top-1 / top-5.
 All LoRAs are applied as routed adapters of one loaded transformer (adapters.StackedLoRA).
 """
 
@@ -43,6 +45,8 @@ class EvalOptions:
     val_clips: int = 4
     render: bool = True
     seed: int = 0
+    identify: bool = True  # with render: effect identification of base / reference / predicted renders
+    sheet: Any = None  # a PNG path: the identification contact sheet (identify.SHEET_EFFECTS)
 
 
 def eval_prompt(spec: fx.Effect) -> str:
@@ -178,7 +182,21 @@ def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
                 advance()
     finally:
         adapters.remove(pipe.transformer, layers)
+    shown = {r["effect"]: r.pop("_renders") for r in rows if "_renders" in r}
     report = {"base": base.id, "base_name": base.name, "effects": rows, "summary": summarize(rows)}
+    if renderer is not None and options.identify:
+        from . import identify
+        from .world.quality import heldout_neutral_clips, vae_psnr
+
+        if options.sheet is not None and shown:
+            identify.sheet([(e, shown[e]) for e in identify.SHEET_EFFECTS if e in shown], identify.PHOTOS[0], options.sheet)
+
+        report["identification"] = {slot: identify.summarize(rows, slot) for slot in ("base", "ref", "pred")
+                                    if any(f"ident_{slot}" in r for r in rows)}
+        per_effect = identify.vae_effect_psnr(pipe.vae, settings["size"][1], settings["frames"])
+        neutral = heldout_neutral_clips(8, settings["frames"], settings["size"][1])
+        report["vae_psnr"] = {**identify.psnr_summary(per_effect), "vae_psnr_neutral": vae_psnr(pipe.vae, neutral),
+                              "per_effect": per_effect}
     if generator is not None:
         report["precision"] = generator.precision
         report["spectrum"] = {split: spectrum_gap(w0, [(predicted[prompts[r["effect"]]["pred"]], _scaled(ref_files[r["effect"]]))
@@ -260,11 +278,36 @@ def _one(reg, base, pipe, effect, ref_record, ref_lora, prompts, predicted, laye
                     clip = renderer.render(truth[0].astype(np.uint8), [], params)
             row[f"mse_{slot}"] = float(np.mean((clip.astype(np.float64) - truth) ** 2))
         row["ref_render_better"] = row["mse_ref"] < row["mse_base"]
+        if options.identify:
+            row.update(_identification(renderer, layers, spec, prompts, options, RenderParams, settings["size"][1]))
         if prompts:
             gap = row["mse_base"] - row["mse_ref"]
             row["render_recovery"] = (row["mse_base"] - row["mse_pred"]) / gap if gap > 0 else None
             row["pred_render_better"] = row["mse_pred"] < row["mse_base"]
     return row
+
+
+def _identification(renderer, layers, spec, prompts, options, RenderParams, size: int) -> dict[str, Any]:
+    """Effect identification of the base, reference and (with a hypernetwork) predicted renders, each
+    with the prompt `p2e render` would use (the LoRA's own; the effect's for the base)."""
+    from . import identify
+
+    out, first = {}, {}
+    for slot in ["base", "ref"] + (["pred"] if prompts else []):
+        params = RenderParams(prompt=prompts["pred"] if slot == "pred" else spec.prompts[0], seed=options.seed)
+
+        def render(image):
+            if slot == "base":
+                return renderer.render(image, [], params)
+            with adapters.routed(layers, torch.full((1,), SLOTS.index(slot))):
+                return renderer.render(image, [], params)
+
+        renders = identify.render_on_photos(render, size)
+        out[f"ident_{slot}"] = identify.identify(spec.name, renders)
+        first[{"ref": "reference", "pred": "predicted"}.get(slot, slot)] = renders[identify.PHOTOS[0]]
+    if spec.name in identify.SHEET_EFFECTS:
+        out["_renders"] = first  # for the contact sheet; evaluate() takes it out of the row
+    return out
 
 
 def finetune_speedup(reg: Registry, base: Record, effects: list[str], generator, cfg, pipe=None) -> list[dict[str, Any]]:
@@ -319,10 +362,21 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
     held-out effects), median held-out ΔW NMSE, median fine-tune speedup."""
     summary = report["summary"]
     speedups = [r["speedup"] for r in report.get("finetune", []) if r["speedup"] is not None]
+    ident = report.get("identification", {})
+
+    def top1(slot: str, split: str) -> float | None:
+        return ident.get(slot, {}).get(split, {}).get("top1")
+
     return {"recovery_train": summary.get("train", {}).get("recovery_median"),
             "recovery_heldout": summary.get("heldout", {}).get("recovery_median"),
+            "recovery_pooled_train": summary.get("train", {}).get("recovery_pooled"),
+            "recovery_pooled_heldout": summary.get("heldout", {}).get("recovery_pooled"),
             "nmse_heldout": summary.get("heldout", {}).get("nmse_median"),
-            "finetune_speedup": statistics.median(speedups) if speedups else None}
+            "finetune_speedup": statistics.median(speedups) if speedups else None,
+            "ident_ref_train": top1("ref", "train"), "ident_ref_heldout": top1("ref", "heldout"),
+            "ident_pred_train": top1("pred", "train"), "ident_pred_heldout": top1("pred", "heldout"),
+            "ident_base": top1("base", "all"),
+            **{k: v for k, v in report.get("vae_psnr", {}).items() if k != "per_effect"}}
 
 
 def plot_report(report: dict[str, Any], out) -> list:
@@ -432,8 +486,22 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def results_markdown(report: dict[str, Any]) -> str:
     """A results.md: the summary table per split, then one row per effect."""
     lines = [f"# Evaluation on base {report.get('base_name') or report['base']}", ""]
-    top = {k: report.get(k) for k in ("recovery_train", "recovery_heldout", "nmse_heldout", "finetune_speedup")}
+    top = {k: report.get(k) for k in ("recovery_train", "recovery_heldout", "recovery_pooled_train", "recovery_pooled_heldout",
+                                      "nmse_heldout", "finetune_speedup")}
     lines += ["| " + " | ".join(top) + " |", "|" + " --- |" * len(top), "| " + " | ".join(_cell(v) for v in top.values()) + " |"]
+    if report.get("identification"):
+        lines += ["", "## Effect identification (top-1 / top-5 on held-out photos)", "",
+                  "| renders | split | all | geometric | photometric | composition |", "| --- | --- | --- | --- | --- | --- |"]
+        for slot, splits in report["identification"].items():
+            for split, v in splits.items():
+                cells = [f"{v['top1']:.2f} / {v['top5']:.2f}"] + [
+                    f"{v['groups'][g]['top1']:.2f} / {v['groups'][g]['top5']:.2f}" if g in v["groups"] else ""
+                    for g in ("geometric", "photometric", "composition")]
+                lines.append(f"| {slot} | {split} | " + " | ".join(cells) + " |")
+        psnr = report.get("vae_psnr", {})
+        lines += ["", f"VAE round trip of every effect's ground truth: median {_cell(psnr.get('vae_psnr_effects_median'))} dB, "
+                      f"p10 {_cell(psnr.get('vae_psnr_effects_p10'))}, min {_cell(psnr.get('vae_psnr_effects_min'))}; "
+                      f"neutral clips {_cell(psnr.get('vae_psnr_neutral'))} dB"]
     lines += ["", "## Summary", ""]
     keys = sorted({k for s in report["summary"].values() for k, v in s.items() if not isinstance(v, dict)})
     lines += ["| split | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]

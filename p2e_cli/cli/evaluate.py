@@ -38,6 +38,8 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
                                                                               "(L_ref/L0, render MSE vs base)."),
         val_clips: int = typer.Option(4, "--val-clips", help="Held-out-photo clips per effect."),
         render: bool = typer.Option(True, "--render/--no-render", help="Also measure render MSE to the ground truth."),
+        identify: bool = typer.Option(True, "--identify/--no-identify", help="With --render: effect identification of the "
+                                      "base, reference and predicted renders on held-out photos (+ identification.png)."),
         finetune: int = typer.Option(0, "--finetune", help="Measure the fine-tune speedup on this many effects "
                                                             "(held-out ones first): scratch vs from the prediction."),
         finetune_recipe: str = typer.Option("library-tiny", "--finetune-recipe", help="LoRA recipe of the fine-tunes "
@@ -82,7 +84,11 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
 
         ft_cfg = load_recipe(finetune_recipe, [f"base={base_record.name or base_record.id}", *finetune_set], kind="lora")
     pipe = load_pipeline(base_record)
-    report = evaluate(reg, base_record, names, generator, EvalOptions(val_clips=val_clips, render=render), pipe=pipe)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    options = EvalOptions(val_clips=val_clips, render=render, identify=identify,
+                          sheet=out / "identification.png" if out is not None else None)
+    report = evaluate(reg, base_record, names, generator, options, pipe=pipe)
     if finetune:
         evaluated = [r["effect"] for r in report["effects"]]
         sample = sorted(evaluated, key=lambda e: fx.get_effect(e).split == "train")[:finetune]
@@ -99,6 +105,9 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
                                           for k, v in s.items() if k != "effects"))
         console.out.print(", ".join(f"{k} {_num(report[k])}" for k in ("recovery_train", "recovery_heldout",
                                                                        "nmse_heldout", "finetune_speedup")))
+        if report.get("ident_ref_train") is not None or report.get("ident_ref_heldout") is not None:
+            console.out.print("identified (top-1): " + ", ".join(f"{k[6:]} {_num(report.get(k))}" for k in (
+                "ident_ref_train", "ident_ref_heldout", "ident_pred_train", "ident_pred_heldout", "ident_base")))
         if out is not None:
             console.info(f"wrote {out / 'report.json'} and {out / 'results.md'}")
 

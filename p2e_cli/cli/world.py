@@ -53,8 +53,12 @@ def build(recipe: str = typer.Argument(..., help="World recipe: a file or a ship
 def eval_(base: Optional[str] = typer.Argument(None, help="Base to evaluate (default: tiny)."),
           sheet: Optional[Path] = typer.Option(None, "--sheet", help="Write a contact sheet of renders on held-out photos."),
           photos: int = typer.Option(4, "--photos", help="Held-out photos to render."),
-          effects: int = typer.Option(12, "--effects", help="Train effects sampled for the effect-vs-neutral loss.")) -> None:
-    """Print a world's quality figures on held-out photos: VAE PSNR, first-frame PSNR, neutral vs effect loss.
+          effects: int = typer.Option(12, "--effects", help="Train effects sampled for the effect-vs-neutral loss."),
+          identify: bool = typer.Option(True, "--identify/--no-identify", help="Also round-trip every library effect "
+                                        "through the VAE and identify the bare base's renders (a few minutes)."),
+          out_json: Optional[Path] = typer.Option(None, "--report", help="Also write the full report as JSON here.")) -> None:
+    """Print a world's quality figures on held-out photos: VAE PSNR (neutral and effect clips), first-frame PSNR,
+    neutral vs effect loss, and whether the bare base performs effects by itself (effect identification).
 
     Example: p2e world eval tiny --sheet tiny.png
     """
@@ -62,12 +66,24 @@ def eval_(base: Optional[str] = typer.Argument(None, help="Base to evaluate (def
     from ..world.quality import world_report
 
     record = resolve_base(base)
-    report = world_report(record, photos=photos, effect_sample=effects, sheet=sheet)
+    report = world_report(record, photos=photos, effect_sample=effects, sheet=sheet, identify=identify)
+    if out_json is not None:
+        import json
+
+        from ..files import atomic_write
+
+        with atomic_write(out_json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
 
     def human() -> None:
         e = report["loss_effects_heldout"]
         console.out.print(f"world {record.name or record.id}, held-out photos only")
         console.out.print(f"  VAE reconstruction PSNR (neutral clips)  {report['vae_psnr_heldout_clips']:.2f} dB")
+        if identify:
+            console.out.print(f"  VAE PSNR, every effect (median/p10/min)  {report['vae_psnr_effects_median']:.2f} / "
+                              f"{report['vae_psnr_effects_p10']:.2f} / {report['vae_psnr_effects_min']:.2f} dB")
+            console.out.print(f"  base renders identified as the effect    {report['ident_base']['rate']:.0%} "
+                              "(top-1, each effect's prompt, no LoRA)")
         console.out.print(f"  rendered first frame vs input PSNR       {report['first_frame_psnr']:.2f} dB")
         console.out.print(f"  later frames vs input PSNR               {report['later_frames_psnr_vs_input']:.2f} dB")
         console.out.print(f"  base loss on neutral clips               {report['loss_neutral_heldout']:.4f}")

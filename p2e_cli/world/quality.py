@@ -55,8 +55,28 @@ def effect_validation_losses(reg, base, pipe, effects: list[str], clips: int, fr
     return losses
 
 
-def world_report(base, photos: int = 4, clips: int = 8, effect_sample: int = 12, sheet=None) -> dict:
-    """Every figure `p2e world eval` prints, measured on held-out photos only."""
+def base_identification(renderer, size: int) -> dict:
+    """The bare base rendered with each library effect's prompt on the identification photos: the share
+    of effects identified as themselves (top-1, `rate`) and the per-effect results."""
+    from .. import effects as fx
+    from .. import identify as ident
+    from ..console import progress
+    from ..render import RenderParams
+
+    rows = []
+    with progress("identify base renders", total=len(fx.EFFECTS)) as advance:
+        for effect in fx.EFFECTS:
+            renders = ident.render_on_photos(lambda image: renderer.render(image, [], RenderParams(prompt=effect.caption)), size)
+            rows.append({"effect": effect.name, "split": effect.split, "ident_base": ident.identify(effect.name, renders)})
+            advance()
+    return {"rate": ident.summarize(rows, "base")["all"]["top1"], "summary": ident.summarize(rows, "base"),
+            "effects": {r["effect"]: r["ident_base"] for r in rows}}
+
+
+def world_report(base, photos: int = 4, clips: int = 8, effect_sample: int = 12, sheet=None, identify: bool = True) -> dict:
+    """Every figure `p2e world eval` prints, measured on held-out photos only. With `identify`: the VAE
+    round trip of every library effect's ground truth and the bare base's effect identification
+    (rendered with each effect's prompt; a base must not perform effects by itself)."""
     from .. import effects as fx
     from ..encode import encode_latents, encode_texts
     from ..photos import load_photo, photo_names
@@ -73,6 +93,12 @@ def world_report(base, photos: int = 4, clips: int = 8, effect_sample: int = 12,
     pipe = renderer.pipe
     neutral = heldout_neutral_clips(clips, frames, size)
     report = {"vae_psnr_heldout_clips": vae_psnr(pipe.vae, neutral)}
+    if identify:
+        from .. import identify as ident
+
+        per_effect = ident.vae_effect_psnr(pipe.vae, size, frames)
+        report.update(ident.psnr_summary(per_effect), vae_psnr_effects=per_effect,
+                      ident_base=base_identification(renderer, size))
 
     rows, first, later = [], [], []
     for name in photo_names("heldout")[:photos]:

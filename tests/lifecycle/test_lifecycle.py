@@ -3,6 +3,7 @@ synthesise + train reference LoRAs -> canon -> train hypernet -> generate -> ren
 
 import pytest
 
+from p2e_cli import effects as fx
 from p2e_cli.registry import open_registry
 
 LORA = ["steps=6", "batch_size=2", "clips_per_effect=3", "val_clips=1", "validate_every=3", "checkpoint_every=3",
@@ -68,6 +69,14 @@ def test_clips_to_video(cli, tmp_path):
     assert (tuned["speedup"] is None) == (tuned["steps_scratch"] == 0) and (tuned["speedup"] or 1) > 0
     assert [s for s, _ in tuned["curve_init"]] == [0, 2, 4, 6] and tuned["curve_scratch"][-1][1] == tuned["target_loss"]
     assert {"recovery_train", "recovery_heldout", "nmse_heldout", "finetune_speedup"} <= set(report)
+    # effect identification: every slot ranked on both held-out photos, rates in [0, 1], the VAE's effect PSNRs
+    for key in ("ident_ref_train", "ident_ref_heldout", "ident_pred_train", "ident_pred_heldout", "ident_base"):
+        assert 0 <= report[key] <= 1
+    assert report["vae_psnr_effects_min"] <= report["vae_psnr_effects_p10"] <= report["vae_psnr_effects_median"]
+    assert report["vae_psnr_neutral"] > 0 and len(report["vae_psnr"]["per_effect"]) == len(fx.EFFECTS)
+    assert (report_dir / "identification.png").stat().st_size > 0  # melt is one of its rows
+    assert all(len(row[f"ident_{slot}"]["ranks"]) == 2 for row in report["effects"] for slot in ("base", "ref", "pred"))
+    assert "Effect identification" in (report_dir / "results.md").read_text()
     assert all((report_dir / f"{name}.png").stat().st_size > 0 for name in ("recovery", "finetune", "spectrum"))
     gap = report["spectrum"]["heldout"]
     assert len(gap["reference"]["delta_left"]) == len(gap["predicted"]["delta_left"]) > 2

@@ -58,3 +58,20 @@ def test_distance_needs_matching_shapes(candidates):
     names, truths = candidates
     with pytest.raises(ValueError, match="shape"):
         identification_distances(truths[0][:5], truths)
+
+
+def test_identify_and_summarize_rank_real_ground_truth_first_and_a_still_render_nowhere():
+    from p2e_cli import identify
+
+    rows = []
+    for name in ("spin-cw", "zoom-in", "hue-blue", "spin-fade-black"):
+        effect = fx.get_effect(name)
+        exact = {p: identify.candidates(p, 32, 9)[identify.candidate_names().index(name)] for p in identify.PHOTOS}
+        still = {p: identify.candidates(p, 32, 9)[-1] for p in identify.PHOTOS}  # a render that does nothing
+        rows.append({"effect": name, "split": effect.split, "ident_ref": identify.identify(name, exact),
+                     "ident_base": identify.identify(name, still)})
+    summary = {slot: identify.summarize(rows, slot) for slot in ("ref", "base")}
+    assert summary["ref"]["all"]["top1"] == 1.0 and summary["ref"]["all"]["groups"]["geometric"]["effects"] == 2
+    assert summary["ref"]["heldout"]["groups"]["composition"]["top1"] == 1.0
+    assert summary["base"]["all"]["top1"] == 0.0
+    assert rows[0]["ident_base"]["nearest"] == ["still", "still"]
