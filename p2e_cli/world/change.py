@@ -43,9 +43,9 @@ def broad_clips(bank: torch.Tensor, n: int, frames: int, size: int,
     moved = warp(video, t, use["affine"], use["field"], g)
     recoloured = recolour(moved, t, g)
     mask = sweep_mask(n, t, size, g)
-    amount = torch.where(use["colour"], torch.where(use["mask"], 1.0, 0.0), 0.0).view(n, 1, 1, 1, 1)
-    full = (use["colour"] & ~use["mask"]).view(n, 1, 1, 1, 1)
-    out = torch.where(full, recoloured, moved + amount * mask * (recoloured - moved))
+    # recolour where `colour`: everywhere, or (with `mask`) behind the sweeping mask
+    weight = torch.where(use["mask"].view(n, 1, 1, 1, 1), mask, 1.0) * use["colour"].float().view(n, 1, 1, 1, 1)
+    out = moved + weight * (recoloured - moved)
     out = occlude(out, t, use["shape"], g)
     if frames > 1:
         out[:, :, 0] = video[:, :, 0]  # the conditioning frame is the view, exactly
