@@ -145,6 +145,11 @@ def prepare_image(image: Any, size: tuple[int, int]):
     return image.resize((width, height), Image.LANCZOS, box=(left, top, left + crop_w, top + crop_h))
 
 
+# Attention cost grows with the square of the token count: a side beyond 4x the base's native one is
+# 256x its attention work per frame (--size 20000x20000 on tiny ran for minutes before this bound).
+MAX_SIZE_SCALE = 4
+
+
 def parse_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -243,6 +248,11 @@ class Renderer:
         if len(size) != 2 or min(size) < multiple or any(v % multiple for v in size):
             raise P2EError(f"--size {'x'.join(map(str, size))}: width and height must be multiples of {multiple}",
                            hint=f"e.g. --size {s['size'][0]}x{s['size'][1]}")
+        limit = [MAX_SIZE_SCALE * v for v in s["size"]]
+        if size[0] > limit[0] or size[1] > limit[1]:
+            raise P2EError(f"--size {size[0]}x{size[1]} is beyond what this base renders: at most {limit[0]}x{limit[1]} "
+                           f"({MAX_SIZE_SCALE}x its native {s['size'][0]}x{s['size'][1]} per side)",
+                           hint=f"render at --size {s['size'][0]}x{s['size'][1]} and upscale the video afterwards")
         if not 0 <= params.seed < 2**63:
             raise P2EError(f"--seed must be between 0 and 2^63-1, got {params.seed}")
         return RenderParams(params.prompt, frames, steps, params.seed, (int(size[0]), int(size[1])), float(guidance),

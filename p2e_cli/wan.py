@@ -165,6 +165,31 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+def _check_vae(vae: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The VAE config keys rendering relies on: z_dim a positive integer, latents_mean/latents_std one
+    number per latent channel, scale factors positive integers (a mismatch failed late, as a reshape
+    error inside p2e render)."""
+    z_dim = vae.get("z_dim")
+    bad = []
+    if isinstance(z_dim, bool) or not isinstance(z_dim, int) or not 1 <= z_dim <= 4096:
+        bad.append(f"z_dim={z_dim!r} (a positive integer)")
+    else:
+        for key in ("latents_mean", "latents_std"):
+            values = vae.get(key)
+            if values is not None and not (isinstance(values, list) and len(values) == z_dim
+                                           and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+                n = len(values) if isinstance(values, list) else type(values).__name__
+                bad.append(f"{key} has {n} entries, z_dim is {z_dim}")
+    for key in ("scale_factor_spatial", "scale_factor_temporal"):
+        v = vae.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64):
+            bad.append(f"{key}={v!r} (a positive integer)")
+    if bad:
+        raise P2EError(f"vae config {path} is inconsistent: {'; '.join(bad)}",
+                       hint="latents_mean and latents_std need one number per latent channel (z_dim)")
+    return vae
+
+
 def check_base_dir(path: Path | str) -> dict[str, Any]:
     """Validate a diffusers Wan I2V directory; return its model_index. Every missing piece is
     named in one error."""
@@ -212,7 +237,7 @@ def describe_base(path: Path | str) -> dict[str, Any]:
     config = _config_dict(path / "transformer")
     table = layer_table(config)
     experts = [e for e in EXPERTS if isinstance(index.get(e), list) and index[e][0] is not None]
-    vae = _read_json(path / "vae" / "config.json", "vae config")
+    vae = _check_vae(_read_json(path / "vae" / "config.json", "vae config"), path / "vae" / "config.json")
     family = "wan21" if config.get("image_dim") is not None else "wan22"
     sizes = {
         "blocks": config["num_layers"],

@@ -35,6 +35,26 @@ def read_png(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+@pytest.mark.parametrize("component,key,value,named", [
+    ("vae", "latents_mean", [0.0] * 16, "latents_mean has 16 entries, z_dim is 4"),
+    ("vae", "z_dim", "four", "z_dim='four'"),
+    ("transformer", "num_layers", 1e9, "num_layers=1000000000.0"),
+])
+def test_base_add_refuses_inconsistent_configs(cli, tmp_path, component, key, value, named):
+    """Caught at `base add` (exit 2, the key named), not as a reshape error in render or a hang."""
+    import json
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_base("wan22"), broken)
+    config = broken / component / "config.json"
+    data = json.loads(config.read_text())
+    data[key] = value
+    config.write_text(json.dumps(data))
+    bad = cli("base", "add", "broken", "--path", broken)
+    assert bad.code == 2 and named in " ".join(bad.stderr.split()), bad.stderr
+    assert cli("base", "ls", "--json").json() == []
+
+
 def test_base_add_ls_show_rm(cli, bases, tmp_path):
     listed = cli("base", "ls", "--json").json()
     assert [b["name"] for b in listed] == ["t21", "t22"] and listed[0]["family"] == "wan21"

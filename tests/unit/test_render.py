@@ -103,6 +103,9 @@ def test_bad_parameters_are_clear_errors(renderers):
         r.resolve_params(RenderParams(frames=6))
     with pytest.raises(P2EError, match="multiples of 16"):
         r.resolve_params(RenderParams(size=(30, 32)))
+    with pytest.raises(P2EError, match="beyond what this base renders: at most 128x128"):
+        r.resolve_params(RenderParams(size=(20000, 20000)))
+    assert r.resolve_params(RenderParams(size=(128, 128))).size == (128, 128)
     with pytest.raises(P2EError, match="--steps"):
         r.resolve_params(RenderParams(steps=0))
     assert r.resolve_params(RenderParams()).size == (32, 32)  # defaults from p2e_base.json
