@@ -56,19 +56,10 @@ def eval_prompt(spec: fx.Effect) -> str:
 
 
 def references(reg: Registry, base: Record, effects: list[str]) -> dict[str, Record]:
-    """The newest reference LoRA of each effect trained for `base` (a shipped world's library is
-    registered first, once)."""
-    from .world.shipped import install_shipped_library
+    """The newest reference LoRA of each effect trained for `base` (catalog.effect_references)."""
+    from .catalog import effect_references
 
-    install_shipped_library(reg, base)
-    found: dict[str, Record] = {}
-    for record in reg.ls("lora", "reference"):
-        effect = record.data.get("effect")
-        if effect in effects and record.data.get("base") in (base.id, base.name) \
-                and record.data.get("layer_table") == base.data.get("layer_table"):
-            if effect not in found or record.created > found[effect].created:
-                found[effect] = record
-    return found
+    return effect_references(reg, base, effects)
 
 
 def block_of(layer: str) -> str:

@@ -86,8 +86,9 @@ class ResolvedLora:
                 "expert": self.spec.expert, "record": self.record.id if self.record is not None else None}
 
 
-def resolve_lora(spec: LoraSpec | str, reg: Registry | None = None) -> ResolvedLora:
-    """A --lora argument as a read LoRA: an existing file path, else a registry LoRA id or name."""
+def resolve_lora(spec: LoraSpec | str, reg: Registry | None = None, base: Record | None = None) -> ResolvedLora:
+    """A --lora argument as a read LoRA: an existing file path, else a registry LoRA id or name,
+    else (with `base`) a library effect's name: its newest reference LoRA on that base."""
     if isinstance(spec, str):
         spec = parse_lora_spec(spec)
     path = Path(spec.source).expanduser()
@@ -100,8 +101,14 @@ def resolve_lora(spec: LoraSpec | str, reg: Registry | None = None) -> ResolvedL
         try:
             record = reg.get(spec.source, kind="lora")
         except P2EError as e:
-            raise P2EError(f"LoRA {spec.source!r} is neither a file nor a LoRA in the registry",
-                           hint="give a .safetensors path or a registry id; list them with `p2e ls lora`") from e
+            from .catalog import effect_reference
+
+            record = effect_reference(reg, base, spec.source) if base is not None else None
+            if record is None:
+                raise P2EError(f"LoRA {spec.source!r} is neither a file nor a LoRA in the registry"
+                               + (f", nor an effect with a reference LoRA on base {base.name or base.id}" if base else ""),
+                               hint="give a .safetensors path, a registry id or an effect name (e.g. melt); "
+                                    "list them with `p2e ls lora`") from e
         if "lora" not in record.files:
             raise P2EError(f"registry {record.label} has no LoRA file")
         path = reg.path(record.files["lora"])

@@ -17,7 +17,7 @@ FORMATS = ("mp4", "gif", "webp", "png")
 def render(
     image: Optional[Path] = typer.Argument(None, help="Input image (PNG, JPEG, ...). Not with --batch."),
     lora: List[str] = typer.Option([], "--lora", "-l", metavar="FILE[:SCALE]",
-                                   help="LoRA file or registry id, with an optional scale (default 1); repeatable. "
+                                   help="LoRA file, registry id or library effect name (its newest reference on the base), with an optional scale (default 1); repeatable. "
                                         "On Wan2.2 A14B bases add @high or @low to load it into one expert only."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p",
                                          help="Text prompt (default: the LoRAs' effect prompts from their metadata)."),
@@ -64,7 +64,7 @@ def render(
         read_image(path)  # every input checked before any slow work
     reg = open_registry()
     record = resolve_base(base)
-    loras = [resolve_lora(spec, reg) for spec in lora]
+    loras = [resolve_lora(spec, reg, record) for spec in lora]
     jobs = _jobs(images, output, "png" if compare else output_format, batch is not None, compare, loras)
 
     renderer = Renderer(record, parse_dtype(dtype), device)

@@ -191,3 +191,17 @@ def test_render_errors_are_bad_input(cli, bases, files, tmp_path, home):
         assert "Traceback" not in result.stderr
     assert cli("lora", "import", pickle).code == 2
     assert cli("ls", "render", "--json").json() == []  # nothing recorded for failed renders
+
+
+def test_render_takes_an_effect_name(cli, bases, files, tmp_path):
+    """`--lora melt` is the newest reference LoRA of the effect melt on the base (issue 31)."""
+    image, melt = files["image"], files["melt"]
+    missing = cli("render", image, "--lora", "melt", "--base", "t21", "-o", tmp_path / "x.png", "--frames", "5", "--steps", "2")
+    assert missing.code == 2 and "nor an effect with a reference LoRA on base t21" in " ".join(missing.stderr.split())
+    assert cli("lora", "import", melt, "--name", "my-melt", "--effect", "melt", "--kind", "reference", "--base", "t21").code == 0
+    by_file, by_name = tmp_path / "file.png", tmp_path / "name.png"
+    for out, source in ((by_file, melt), (by_name, "melt")):
+        run = cli("render", image, "--lora", source, "--base", "t21", "-o", out, "--frames", "5", "--steps", "2", "--seed", "3")
+        assert run.code == 0, run.stderr
+    assert np.array_equal(read_png(by_file), read_png(by_name))
+    assert cli("render", image, "--lora", "melt", "--base", "t22", "-o", tmp_path / "y.png", "--frames", "5").code == 2
