@@ -14,10 +14,12 @@ def records_table(records: list[Record], title: str | None = None) -> None:
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
-    for column in ("id", "kind", "name", "subkind", "created"):
+    effects = any(r.data.get("effect") for r in records)  # LoRAs, clips: the effect they show
+    for column in ("id", "kind", "name", "subkind") + (("effect",) if effects else ()) + ("created",):
         table.add_column(column)
     for r in records:
-        table.add_row(r.id, r.kind, r.name or "", r.subkind or "", r.created[:19].replace("T", " "))
+        effect = (str(r.data.get("effect") or ""),) if effects else ()
+        table.add_row(r.id, r.kind, r.name or "", r.subkind or "", *effect, r.created[:19].replace("T", " "))
     console.out.print(table)
 
 

@@ -204,4 +204,6 @@ def test_render_takes_an_effect_name(cli, bases, files, tmp_path):
         run = cli("render", image, "--lora", source, "--base", "t21", "-o", out, "--frames", "5", "--steps", "2", "--seed", "3")
         assert run.code == 0, run.stderr
     assert np.array_equal(read_png(by_file), read_png(by_name))
+    listed = cli("ls", "lora")
+    assert listed.code == 0 and "effect" in listed.stdout and "melt" in listed.stdout.split("my-melt", 1)[1]
     assert cli("render", image, "--lora", "melt", "--base", "t22", "-o", tmp_path / "y.png", "--frames", "5").code == 2
