@@ -41,8 +41,10 @@ def build(recipe: str = typer.Argument(..., help="World recipe: a file or a ship
     record = None
     if register:
         existing = reg.find("base", config.name)
-        if existing is not None:
-            reg.rm(existing.id, force=True)
+        if existing is not None:  # retired, not removed: LoRAs and hypernets made on it keep their parent
+            from ..world.shipped import retire
+
+            retire(reg, existing, f"rebuilt by p2e world build {config.name} at {path}")
         record = reg.add("base", name=config.name, data={**data, "world_recipe": config.name})
     console.result({"path": str(path), "base": record.id if record else None, **data},
                    lambda: console.info(f"built world {config.name} at {path}"

@@ -124,4 +124,9 @@ def test_world_build_cli_registers_the_base(cli, tmp_path):
     result = cli("world", "build", "world-micro", "-o", str(out), *[f"--set={s}" for s in TINY_STEPS], "--json")
     assert result.code == 0, result.stderr
     assert result.json()["family"] == "wan22"
-    assert cli("base", "show", "micro", "--json").code == 0
+    first = cli("base", "show", "micro", "--json").json()
+    again = cli("world", "build", "world-micro", "-o", str(out), "--resume", *[f"--set={s}" for s in TINY_STEPS], "--json")
+    assert again.code == 0, again.stderr
+    bases = {b["name"]: b for b in cli("base", "ls", "--json").json()}
+    old = bases[f"micro-old-{first['id'][:6]}"]  # the earlier record is retired, not removed (its children keep it)
+    assert old["id"] == first["id"] and old["retired"].startswith("rebuilt") and bases["micro"]["id"] != first["id"]
