@@ -19,11 +19,7 @@ class P2EError(Exception):
 
 
 class P2ERuntimeError(P2EError):
-    """Something failed while doing valid work (disk full, a capability not built yet, ...)."""
+    """Something failed while doing valid work (disk full, a killed worker, ...)."""
 
     exit_code = 1
 
-
-def not_built(what: str, issue: str) -> P2ERuntimeError:
-    """The error a verb raises while its capability does not exist yet."""
-    return P2ERuntimeError(f"not built yet: {what}", hint=f"see the issue about {issue}")

@@ -67,22 +67,6 @@ def test_show_and_rm_of_records(cli):
     assert cli("doctor", "--json").json()["ok"]
 
 
-def test_unbuilt_verbs_say_so_and_exit_1():
-    """Every verb is built now; the mechanism stays for the next ones (p2e_cli.cli.pending)."""
-    import typer
-    from typer.testing import CliRunner
-
-    from p2e_cli.cli.pending import placeholder
-    from p2e_cli.errors import P2ERuntimeError
-
-    app = typer.Typer()
-    placeholder(app, "soon", "A verb still to come.", "p2e soon", "issue 99")
-    app.command("other")(lambda: None)
-    result = CliRunner().invoke(app, ["soon", "--any", "thing"])
-    assert isinstance(result.exception, P2ERuntimeError) and result.exception.exit_code == 1
-    assert "not built yet" in result.exception.message and "issue 99" in result.exception.hint
-
-
 def test_recipe_commands(cli, tmp_path):
     assert "lora" in [r["name"] for r in cli("recipe", "ls", "--json").json()]
     assert cli("recipe", "show", "lora", "--json", "--set", "rank=4").json()["rank"] == 4
