@@ -44,7 +44,7 @@ def main() -> None:
     from p2e_cli.evaluation import delta_agreement
     from p2e_cli.hypernet.store import Generator, native_bf16, resolve_hypernet
     from p2e_cli.registry import open_registry, set_home
-    from p2e_cli.wan import resolve_base
+    from p2e_cli.catalog import resolve_base
 
     if args.home:
         set_home(args.home)

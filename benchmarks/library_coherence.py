@@ -32,7 +32,7 @@ PAIRS = [("zoom-in", "zoom-in-medium"), ("hue-red", "hue-orange"), ("spin-ccw", 
 def main() -> None:
     from p2e_cli.hypernet.library import canonical_library
     from p2e_cli.registry import open_registry
-    from p2e_cli.wan import resolve_base
+    from p2e_cli.catalog import resolve_base
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="tiny")

@@ -33,11 +33,12 @@ def text_accuracy(text, prompts: list[str], library: list[list[str]]) -> tuple[f
 
 def main() -> None:
     from p2e_cli.hypernet.library import canonical_library
-    from p2e_cli.hypernet.store import Generator, resolve_hypernet
+    from p2e_cli.catalog import resolve_hypernet
+    from p2e_cli.hypernet.store import Generator
     from p2e_cli.hypernet.text import TextEncoder
     from p2e_cli.hypernet.train import Targets, delta_nmse
     from p2e_cli.registry import open_registry
-    from p2e_cli.wan import resolve_base
+    from p2e_cli.catalog import resolve_base
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="tiny")

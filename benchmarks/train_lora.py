@@ -41,7 +41,8 @@ def main() -> None:
     from p2e_cli import adapters
     from p2e_cli.registry import open_registry, set_home
     from p2e_cli.training import flow_matching_loss, name_seed, shifted_sigmas
-    from p2e_cli.wan import base_settings, describe_base, layer_table, load_pipeline, resolve_base
+    from p2e_cli.catalog import resolve_base
+    from p2e_cli.wan import base_settings, describe_base, layer_table, load_pipeline
 
     console.configure(quiet=True)
     with tempfile.TemporaryDirectory() as home:

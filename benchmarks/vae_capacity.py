@@ -25,7 +25,8 @@ def main() -> None:
     from p2e_cli.recipes import load_recipe
     from p2e_cli.world.build import Checkpoints, codec_banks, make_vae, train, vae_loss_fn
     from p2e_cli.world.corpus import photo_bank
-    from p2e_cli.world.quality import heldout_neutral_clips, vae_psnr
+    from p2e_cli.metrics import vae_psnr
+    from p2e_cli.world.quality import heldout_neutral_clips
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500)

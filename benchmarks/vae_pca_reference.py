@@ -34,7 +34,8 @@ def main() -> None:
     from p2e_cli.recipes import load_recipe
     from p2e_cli.world.build import make_vae, step_generator
     from p2e_cli.world.corpus import neutral_clips, photo_bank
-    from p2e_cli.world.quality import heldout_neutral_clips, psnr
+    from p2e_cli.metrics import psnr
+    from p2e_cli.world.quality import heldout_neutral_clips
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--z", type=int, nargs="+", default=[16, 32], help="latent channels to keep")

@@ -163,8 +163,9 @@ class App:
     """
 
     def __init__(self, base: str | None, hypernet: str | None, folder: Path):
-        from .hypernet.store import resolve_hypernet
-        from .wan import base_settings, resolve_base
+        from .catalog import resolve_hypernet
+        from .catalog import resolve_base
+        from .wan import base_settings
 
         self.folder = folder
         self.base = resolve_base(base)

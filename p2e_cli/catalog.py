@@ -1,4 +1,5 @@
-"""Names that become records: the newest reference LoRA of a library effect on a base.
+"""Names that become records: a base name (or none: the shipped `tiny`), and the newest reference
+LoRA of a library effect on a base.
 
 One floor above the registry (issue 31's catalog layer, begun): `render`, `finetune` and the
 evaluation ask here instead of each scanning the registry their own way.
@@ -6,7 +7,11 @@ evaluation ask here instead of each scanning the registry their own way.
 
 from __future__ import annotations
 
-from .registry import Record, Registry
+from pathlib import Path
+from typing import Any
+
+from .errors import P2EError
+from .registry import Record, Registry, open_registry
 
 
 def effect_references(reg: Registry, base: Record, effects: list[str] | None = None) -> dict[str, Record]:
@@ -28,3 +33,52 @@ def effect_reference(reg: Registry, base: Record, name: str) -> Record | None:
     if name not in effect_names():
         return None
     return effect_references(reg, base, [name]).get(name)
+
+
+def resolve_base(name: str | None) -> Record:
+    """The registered base named `name` (or id); None means the embedded default, `tiny`, which
+    is registered from the package on first use (and re-linked if its folder went missing)."""
+    from .world.shipped import install_shipped
+
+    reg = open_registry()
+    wanted = "tiny" if name is None else name
+    record = reg.find("base", wanted)
+    if record is None or record.data.get("shipped"):  # registered, repaired or renewed from the package
+        record = install_shipped(reg, wanted) or record
+    if record is not None and record.data.get("retired"):
+        raise P2EError(f"base {wanted} is retired: {record.data['retired']}; its weights are no longer installed",
+                       hint="use the world this p2e ships (no --base), or p2e base add NAME --path DIR")
+    if record is None and name is None:
+        raise P2EError("no --base given, and the embedded tiny world is not installed",
+                       hint="register a Wan I2V folder with `p2e base add NAME --path DIR`, then pass --base NAME")
+    return record if record is not None else reg.get(name, kind="base")
+
+
+def resolve_hypernet(reg: Any, ref: str | None, base: Any) -> tuple[Path, Any]:
+    """(weights file, registry record or None): a file, a registry hypernet id/name, or the newest
+    hypernetwork trained on the base (else the one shipped with it, else the newest for its layer table)."""
+    if ref is not None and (ref.endswith(".safetensors") or Path(ref).exists()):
+        return Path(ref), None
+    if ref is not None:
+        record = reg.get(ref, "hypernet")
+    else:
+        fitting = [r for r in reg.ls("hypernet") if r.data.get("layer_table") == base.data.get("layer_table")
+                   and not r.data.get("retired")]
+        own = [r for r in fitting if r.data.get("base") == base.id]
+        if not own:
+            from .world.shipped import install_shipped_hypernet
+
+            shipped = install_shipped_hypernet(reg, base)
+            own = [shipped] if shipped is not None else []
+        fitting = own or fitting
+        if not fitting:
+            raise P2EError(f"no hypernetwork for base {base.name or base.id}",
+                           hint="train one with p2e train hypernet, or pass --hypernet FILE")
+        record = max(fitting, key=lambda r: r.created)
+        if not own:
+            from . import console
+
+            console.warn(f"base {base.name or base.id} has no hypernetwork of its own: using {record.label} "
+                         f"({record.id}), trained on base {record.data.get('base')} with the same layer table; "
+                         "pass --hypernet to choose")
+    return reg.path(record.files["weights"]), record

@@ -177,7 +177,8 @@ def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
     report = {"base": base.id, "base_name": base.name, "effects": rows, "summary": summarize(rows)}
     if renderer is not None and options.identify:
         from . import identify
-        from .world.quality import heldout_neutral_clips, vae_psnr
+        from .metrics import vae_psnr
+        from .world.quality import heldout_neutral_clips
 
         if options.sheet is not None and shown:
             identify.sheet([(e, shown[e]) for e in identify.SHEET_EFFECTS if e in shown], identify.PHOTOS[0], options.sheet)
@@ -536,7 +537,7 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
     from .hypernet.store import Generator
     from .hypernet.train import run_training
     from .recipes import load_recipe
-    from .wan import resolve_base
+    from .catalog import resolve_base
 
     rows = []
     heldout = fx.effect_names("heldout")

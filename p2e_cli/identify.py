@@ -103,7 +103,7 @@ def vae_effect_psnr(vae, size: int, frames: int, photos: tuple[str, ...] = PHOTO
     """Round-trip PSNR (dB) of every library effect's exact ground truth through the VAE, mean over the photos."""
     import torch
 
-    from .world.quality import vae_psnr
+    from .metrics import vae_psnr
 
     out = {}
     for i, name in enumerate(fx.effect_names()):

@@ -23,7 +23,8 @@ from .lora_training import EffectSet, GroupResult, train_group
 from .registry import Record, Registry
 from .runs import load_checkpoint, save_checkpoint
 from .schemas import LoraRecipe
-from .wan import base_settings, layer_table, load_pipeline, resolve_base
+from .catalog import resolve_base
+from .wan import base_settings, layer_table, load_pipeline
 
 
 @dataclass

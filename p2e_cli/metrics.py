@@ -47,3 +47,32 @@ def identification_rank(render: np.ndarray, truths: np.ndarray, target: int, sig
     against the target)."""
     d = identification_distances(render, truths, sigma)
     return int(np.sum(d <= d[target]))
+
+
+# PSNR: the codec's reconstruction and renders against their input
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two tensors in [-1, 1] (peak-to-peak 2)."""
+    import torch
+
+    mse = (a.float() - b.float()).pow(2).mean().clamp_min(1e-12)
+    return float(10 * torch.log10(4.0 / mse))
+
+
+def vae_psnr(vae, clips: "torch.Tensor", chunk: int = 4) -> float:
+    """Mean reconstruction PSNR over clips (B, 3, T, H, W)."""
+    import torch
+
+    values = []
+    with torch.no_grad():
+        for i in range(0, len(clips), chunk):
+            x = clips[i:i + chunk].to(vae.device)
+            values.append(psnr(vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1), x))
+    return sum(values) / len(values)
+
+
+def frames_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of uint8 images/clips."""
+    mse = max(float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)), 1e-10)
+    return float(10 * np.log10(255.0 ** 2 / mse))

@@ -297,26 +297,6 @@ def base_config(base: Record | Path | str, expert: str = "transformer") -> dict[
     return _config_dict(base_path(base) / expert)
 
 
-def resolve_base(name: str | None) -> Record:
-    """The registered base named `name` (or id); None means the embedded default, `tiny`, which
-    is registered from the package on first use (and re-linked if its folder went missing)."""
-    from .registry import open_registry
-    from .world.shipped import install_shipped
-
-    reg = open_registry()
-    wanted = "tiny" if name is None else name
-    record = reg.find("base", wanted)
-    if record is None or record.data.get("shipped"):  # registered, repaired or renewed from the package
-        record = install_shipped(reg, wanted) or record
-    if record is not None and record.data.get("retired"):
-        raise P2EError(f"base {wanted} is retired: {record.data['retired']}; its weights are no longer installed",
-                       hint="use the world this p2e ships (no --base), or p2e base add NAME --path DIR")
-    if record is None and name is None:
-        raise P2EError("no --base given, and the embedded tiny world is not installed",
-                       hint="register a Wan I2V folder with `p2e base add NAME --path DIR`, then pass --base NAME")
-    return record if record is not None else reg.get(name, kind="base")
-
-
 @contextmanager
 def quiet_libraries() -> Iterator[None]:
     """Silence diffusers/transformers progress bars, info logs and deprecation chatter: p2e

@@ -66,7 +66,8 @@ def spectrum(base: Optional[str] = typer.Option(None, "--base", "-b", help="Base
     from ..lora_io import fit_to_base
     from ..registry import open_registry
     from ..render import parse_lora_spec, resolve_lora
-    from ..wan import EXPERTS, base_config, base_path, parameter_shapes, resolve_base
+    from ..catalog import resolve_base
+    from ..wan import EXPERTS, base_config, base_path, parameter_shapes
 
     if output is not None:
         check_output_path(output)

@@ -88,7 +88,8 @@ def show(name: str = typer.Argument(..., help="Base name or id."),
 
     Example: p2e base show tiny --json
     """
-    from ..wan import layer_table, resolve_base
+    from ..catalog import resolve_base
+    from ..wan import layer_table
 
     record = resolve_base(name)
     table = layer_table(Path(record.data["path"]) / "transformer") if layers else None

@@ -175,7 +175,7 @@ def encode(effect: Optional[str] = typer.Option(None, "--effect", help="Only thi
     from ..curate import list_clips
     from ..encode import encode_clips
     from ..registry import open_registry
-    from ..wan import resolve_base
+    from ..catalog import resolve_base
 
     reg = open_registry()
     record = resolve_base(base)

@@ -58,7 +58,8 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
     from .. import effects as fx
     from ..evaluation import EvalOptions, evaluate, finetune_speedup, headline, plot_report, results_markdown
     from ..registry import open_registry
-    from ..wan import load_pipeline, resolve_base
+    from ..catalog import resolve_base
+    from ..wan import load_pipeline
 
     if val_clips < 1:
         raise P2EError(f"--val-clips must be at least 1, got {val_clips}")
@@ -70,7 +71,7 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
     generator = None
     if not reference_only:
         from ..hypernet.store import Generator
-        from ..hypernet.store import resolve_hypernet
+        from ..catalog import resolve_hypernet
 
         path, _ = resolve_hypernet(reg, hypernet, base_record)
         generator = Generator(path, base_record, reg.folder("cache", "hypernet"), precision=precision)

@@ -62,7 +62,7 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
     from ..files import check_output_path
     from ..generation import generate_loras, open_generator, slug
     from ..registry import open_registry
-    from ..wan import resolve_base
+    from ..catalog import resolve_base
 
     prompts = read_prompts(prompts, batch)
     if output is not None and len(prompts) > 1:
@@ -73,7 +73,7 @@ def generate(prompts: List[str] = typer.Argument(None, help="Effect prompt(s), e
         raise P2EError(f"--scale must be a finite number, got {scale}")
     reg = open_registry()
     base_record = resolve_base(base)
-    from ..hypernet.store import resolve_hypernet
+    from ..catalog import resolve_hypernet
 
     path, record = resolve_hypernet(reg, hypernet, base_record)
     targets = [output] if output is not None else [out_dir / f"{slug(p)}.safetensors" for p in prompts] if out_dir else [None] * len(prompts)

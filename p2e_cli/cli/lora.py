@@ -60,7 +60,7 @@ def inspect(file: str = typer.Argument(..., help="LoRA .safetensors file, or a r
     """
     from ..lora_io import summary
     from ..render import resolve_lora
-    from ..wan import resolve_base
+    from ..catalog import resolve_base
 
     reg = open_registry()
     resolved = resolve_lora(file, reg)
@@ -104,7 +104,7 @@ def import_(file: Optional[Path] = typer.Argument(None, help="LoRA .safetensors 
     Example: p2e lora import melt.safetensors --effect melt --kind reference --base wan21
     Example: p2e lora import --manifest teachers.jsonl --base wan21
     """
-    from ..wan import resolve_base
+    from ..catalog import resolve_base
 
     reg = open_registry()
     base_record = resolve_base(base) if base else None

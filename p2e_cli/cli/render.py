@@ -48,7 +48,7 @@ def render(
     from ..render import (RenderParams, Renderer, check_prompt, image_paths, lora_prompt, parse_dtype, parse_size,
                           record_render, resolve_lora)
     from ..video import read_image
-    from ..wan import resolve_base
+    from ..catalog import resolve_base
 
     if prompt is not None:
         check_prompt(prompt)

@@ -64,7 +64,7 @@ def eval_(base: Optional[str] = typer.Argument(None, help="Base to evaluate (def
 
     Example: p2e world eval tiny --sheet tiny.png
     """
-    from ..wan import resolve_base
+    from ..catalog import resolve_base
     from ..world.quality import world_report
 
     record = resolve_base(base)
@@ -111,7 +111,7 @@ def ship(base: str = typer.Argument("tiny", help="The world's base (its registry
     from ..errors import P2EError
     from ..hypernet.store import load_hypernet, save_hypernet
     from ..registry import open_registry
-    from ..wan import resolve_base
+    from ..catalog import resolve_base
     from ..world.shipped import LIBRARY_FILE, pack_library, shipped_world
 
     if not library and hypernet is None:

@@ -55,12 +55,9 @@ def canonical_library(reg: Registry, base: Record, target: str = "canonical") ->
     Every LoRA must cover the same layers at the same rank (else P2EError names the odd one)."""
     newest = newest_per_effect(reg, "canonical", base)
     if not newest:
-        from ..world.shipped import LIBRARY_FILE, shipped_world
-
-        shipped = shipped_world(base.name) if base.data.get("shipped") and base.name else None
         raise P2EError(f"base {base.name or base.id} has no canonical reference LoRAs",
                        hint=f"p2e canon --all registers the library shipped with {base.name} and canonicalizes it (seconds)"
-                       if shipped is not None and (shipped / LIBRARY_FILE).is_file() else
+                       if base.data.get("shipped") else
                        "train them (p2e train lora --all --recipe library-tiny) and canonicalize them (p2e canon --all)")
     names: list[str] | None = None
     rank: int | None = None

@@ -203,27 +203,3 @@ class Generator:
         top = sims.topk(min(k, len(library)), dim=1)
         return [[(library[j][0], float(v)) for v, j in zip(values, indices)]
                 for values, indices in zip(top.values.tolist(), top.indices.tolist())]
-
-
-def resolve_hypernet(reg: Any, ref: str | None, base: Any) -> tuple[Path, Any]:
-    """(weights file, registry record or None): a file, a registry hypernet id/name, or the newest
-    hypernetwork trained on the base (else the one shipped with it, else the newest for its layer table)."""
-    if ref is not None and (ref.endswith(".safetensors") or Path(ref).exists()):
-        return Path(ref), None
-    if ref is not None:
-        record = reg.get(ref, "hypernet")
-    else:
-        fitting = [r for r in reg.ls("hypernet") if r.data.get("layer_table") == base.data.get("layer_table")
-                   and not r.data.get("retired")]
-        own = [r for r in fitting if r.data.get("base") == base.id]
-        if not own:
-            from ..world.shipped import install_shipped_hypernet
-
-            shipped = install_shipped_hypernet(reg, base)
-            own = [shipped] if shipped is not None else []
-        fitting = own or fitting
-        if not fitting:
-            raise P2EError(f"no hypernetwork for base {base.name or base.id}",
-                           hint="train one with p2e train hypernet, or pass --hypernet FILE")
-        record = max(fitting, key=lambda r: r.created)
-    return reg.path(record.files["weights"]), record

@@ -439,7 +439,8 @@ def fit_shrink(net: Hypernetwork, targets: Targets, train: list[int], val_pairs:
 def init_weights(reg: Registry, ref: str, base: Record, names: list[str]) -> dict[str, torch.Tensor]:
     """The state dict of the hypernetwork `ref` (a file, or a registry hypernet id/name) to start
     from; it must adapt the same layers."""
-    from .store import load_hypernet, resolve_hypernet
+    from ..catalog import resolve_hypernet
+    from .store import load_hypernet
 
     net, meta, _ = load_hypernet(resolve_hypernet(reg, ref, base)[0])
     if [row[0] for row in meta["layers"]] != names:
@@ -460,7 +461,8 @@ def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record | Non
     from ..registry import open_registry
     from ..runs import load_checkpoint, save_checkpoint
     from ..training import distributed_state
-    from ..wan import base_path, resolve_base
+    from ..catalog import resolve_base
+    from ..wan import base_path
     from .library import canonical_library, describe
     from .store import save_hypernet
     from .text import TextEncoder

@@ -24,7 +24,8 @@ from ..files import atomic_write
 from ..hypernet.text import minilm_dir
 from ..schemas import WorldRecipe
 from ..training import cosine_lr, flow_matching_loss, make_accelerator, shifted_sigmas, stop_at_step_boundary
-from .corpus import ALL_CAPTIONS, captions, corpus_clips, photo_bank
+from .change import corpus_clips
+from .corpus import ALL_CAPTIONS, captions, photo_bank
 
 MODEL_INDEX = {
     "_class_name": "WanImageToVideoPipeline",

@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .corpus import _neutral_motion, add_grain
+from .corpus import _neutral_motion, add_grain, neutral_clips
 
 NEUTRAL_SHARE = 0.25
 
@@ -218,3 +218,11 @@ def occlude(video: torch.Tensor, t: torch.Tensor, on: torch.Tensor, g: torch.Gen
     inside = inside * on.float().view(n, 1, 1, 1)
     colour = (torch.rand(n, 3, generator=g) * 2 - 1).view(n, 3, 1, 1, 1)
     return video + inside.unsqueeze(1) * (colour - video)
+
+
+def corpus_clips(kind: str, bank: torch.Tensor, n: int, frames: int, size: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n clips of a corpus ("neutral" or "broad") and which of them carry a change beyond neutral motion."""
+    if kind == "neutral":
+        return neutral_clips(bank, n, frames, size, generator), torch.zeros(n, dtype=torch.bool)
+    return broad_clips(bank, n, frames, size, generator)

@@ -128,13 +128,3 @@ def captions(n: int, generator: torch.Generator, changed: torch.Tensor | None = 
         return [CAPTIONS[i] for i in neutral]
     change = torch.randint(len(CHANGE_CAPTIONS), (n,), generator=generator).tolist()
     return [CHANGE_CAPTIONS[c] if m else CAPTIONS[i] for i, c, m in zip(neutral, change, changed.tolist())]
-
-
-def corpus_clips(kind: str, bank: torch.Tensor, n: int, frames: int, size: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """n clips of a corpus ("neutral" or "broad") and which of them carry a change beyond neutral motion."""
-    if kind == "neutral":
-        return neutral_clips(bank, n, frames, size, generator), torch.zeros(n, dtype=torch.bool)
-    from .change import broad_clips
-
-    return broad_clips(bank, n, frames, size, generator)

@@ -8,34 +8,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..metrics import frames_psnr, vae_psnr
 from .build import step_generator
 from .corpus import neutral_clips, photo_bank
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two tensors in [-1, 1] (peak-to-peak 2)."""
-    mse = (a.float() - b.float()).pow(2).mean().clamp_min(1e-12)
-    return float(10 * torch.log10(4.0 / mse))
-
-
 def heldout_neutral_clips(n: int, frames: int, size: int, seed: int = 1234) -> torch.Tensor:
     return neutral_clips(photo_bank("heldout", 2 * size), n, frames, size, step_generator(seed, "eval", 0))
-
-
-@torch.no_grad()
-def vae_psnr(vae, clips: torch.Tensor, chunk: int = 4) -> float:
-    """Mean reconstruction PSNR over clips (B, 3, T, H, W)."""
-    values = []
-    for i in range(0, len(clips), chunk):
-        x = clips[i:i + chunk].to(vae.device)
-        values.append(psnr(vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1), x))
-    return sum(values) / len(values)
-
-
-def frames_psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of uint8 images/clips."""
-    mse = max(float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)), 1e-10)
-    return float(10 * np.log10(255.0 ** 2 / mse))
 
 
 def effect_validation_losses(reg, base, pipe, effects: list[str], clips: int, frames: int, size: int) -> dict[str, float]:

@@ -8,7 +8,8 @@ import torch
 from p2e_cli import effects as fx
 from p2e_cli.world.build import step_generator
 from p2e_cli.world.change import broad_clips
-from p2e_cli.world.corpus import ALL_CAPTIONS, CHANGE_CAPTIONS, captions, corpus_clips, neutral_clips, photo_bank
+from p2e_cli.world.change import corpus_clips
+from p2e_cli.world.corpus import ALL_CAPTIONS, CHANGE_CAPTIONS, captions, neutral_clips, photo_bank
 
 WORLD = Path(__file__).parents[2] / "p2e_cli" / "world"
 

@@ -334,7 +334,7 @@ def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, 
     import shutil
 
     from p2e_cli.registry import set_home
-    from p2e_cli.wan import resolve_base
+    from p2e_cli.catalog import resolve_base
     from p2e_cli.world.shipped import LIBRARY_FILE
 
     reg, base = library

@@ -4,8 +4,9 @@ import shutil
 import pytest
 
 from p2e_cli.errors import P2EError
+from p2e_cli.catalog import resolve_base
 from p2e_cli.wan import (DEFAULT_TARGETS, MODULE_TYPES, REAL_WAN_SETTINGS, base_settings, check_base_dir, describe_base,
-                         layer_table, layer_table_hash, load_pipeline, parameter_shapes, resolve_base)
+                         layer_table, layer_table_hash, load_pipeline, parameter_shapes)
 from p2e_cli.wan_shapes import REAL_CONFIGS, random_w0, real_layer_table
 from tests.wan_helpers import one_thread, tiny_base, tiny_pipeline  # noqa: F401
 
