@@ -30,6 +30,7 @@ import torch
 
 from . import adapters, console, curate
 from . import effects as fx
+from .catalog import effect_references
 from .errors import P2EError
 from .lora_io import read_lora
 from .registry import Record, Registry
@@ -53,13 +54,6 @@ def eval_prompt(spec: fx.Effect) -> str:
     """The prompt an effect is evaluated with: an unseen paraphrase for a train effect (the
     hypernetwork never trained on it), the effect's own first prompt for a held-out one."""
     return spec.heldout_prompts[0] if spec.split == "train" else spec.prompts[0]
-
-
-def references(reg: Registry, base: Record, effects: list[str]) -> dict[str, Record]:
-    """The newest reference LoRA of each effect trained for `base` (catalog.effect_references)."""
-    from .catalog import effect_references
-
-    return effect_references(reg, base, effects)
 
 
 def block_of(layer: str) -> str:
@@ -133,7 +127,7 @@ def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
     from .wan import base_settings, load_pipeline
 
     options = options or EvalOptions()
-    refs = references(reg, base, effects)
+    refs = effect_references(reg, base, effects)
     missing = [e for e in effects if e not in refs]
     if missing:
         console.warn(f"{len(missing)} effect(s) have no reference LoRA on base {base.name or base.id} and are skipped: "
@@ -203,7 +197,7 @@ def library_mean(reg: Registry, base: Record, effects: list[str], rank: int) -> 
     the prompt could at best write. None when none of them has a reference."""
     from .canon import mean_factors
 
-    refs = references(reg, base, effects)
+    refs = effect_references(reg, base, effects)
     if not refs:
         return None
     files = [_scaled(read_lora(reg.path(record.files["lora"]))) for record in refs.values()]
@@ -559,7 +553,7 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
             record = reg.update(record.id, data={"ablation": {"variant": variant}})
         base = resolve_base(hcfg.base)
         # the held-out measurement is kept on the record, valid while the references and clip count stay
-        measured_on = {"val_clips": cfg.val_clips, "references": sorted(r.id for r in references(reg, base, heldout).values())}
+        measured_on = {"val_clips": cfg.val_clips, "references": sorted(r.id for r in effect_references(reg, base, heldout).values())}
         kept = record.data["ablation"].get("heldout")
         if kept and kept.get("measured_on") == measured_on:
             summary = kept["summary"]

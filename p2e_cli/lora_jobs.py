@@ -16,6 +16,7 @@ import torch
 from . import console
 from . import curate
 from . import effects as fx
+from .catalog import resolve_base
 from .encode import EncodeReport, encode_clips, load_encoded
 from .errors import P2EError
 from .lora_io import LoraFile, LoraLayer, write_lora
@@ -23,7 +24,6 @@ from .lora_training import EffectSet, GroupResult, train_group
 from .registry import Record, Registry
 from .runs import load_checkpoint, save_checkpoint
 from .schemas import LoraRecipe
-from .catalog import resolve_base
 from .wan import base_settings, layer_table, load_pipeline
 
 

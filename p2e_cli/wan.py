@@ -95,11 +95,15 @@ CONFIG_LIMITS = {"num_layers": 1024, "num_attention_heads": 1024, "attention_hea
                  "in_channels": 4096, "out_channels": 4096, "text_dim": 1 << 16}
 
 
+def _size(value: Any, limit: int) -> bool:
+    """Whether `value` is an integer size in 1..limit (a bool or a float such as 1e9 is not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= limit
+
+
 def _check_sizes(config: dict[str, Any], path: Path) -> dict[str, Any]:
     """Reject configs whose sizes are not positive integers in range (a hostile or broken config.json
     must fail with a message, not allocate or loop for hours)."""
-    bad = [f"{key}={config[key]!r}" for key, limit in CONFIG_LIMITS.items()
-           if key in config and (isinstance(config[key], bool) or not isinstance(config[key], int) or not 1 <= config[key] <= limit)]
+    bad = [f"{key}={config[key]!r}" for key, limit in CONFIG_LIMITS.items() if key in config and not _size(config[key], limit)]
     if bad:
         raise P2EError(f"transformer config {path} has sizes out of range: {', '.join(bad)}",
                        hint="a Wan transformer config has positive integer sizes (e.g. num_layers 40)")
@@ -171,7 +175,7 @@ def _check_vae(vae: dict[str, Any], path: Path) -> dict[str, Any]:
     error inside p2e render)."""
     z_dim = vae.get("z_dim")
     bad = []
-    if isinstance(z_dim, bool) or not isinstance(z_dim, int) or not 1 <= z_dim <= 4096:
+    if not _size(z_dim, 4096):
         bad.append(f"z_dim={z_dim!r} (a positive integer)")
     else:
         for key in ("latents_mean", "latents_std"):
@@ -182,7 +186,7 @@ def _check_vae(vae: dict[str, Any], path: Path) -> dict[str, Any]:
                 bad.append(f"{key} has {n} entries, z_dim is {z_dim}")
     for key in ("scale_factor_spatial", "scale_factor_temporal"):
         v = vae.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64):
+        if v is not None and not _size(v, 64):
             bad.append(f"{key}={v!r} (a positive integer)")
     if bad:
         raise P2EError(f"vae config {path} is inconsistent: {'; '.join(bad)}",
@@ -402,12 +406,12 @@ def _test_components(wan21: bool, blocks: int, heads: int, head_dim: int, ffn_di
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
     from transformers import BertConfig, BertModel, BertTokenizerFast, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
+    from .hypernet.text import minilm_dir
+
     # dim_mult of length 3 = two spatial downsamples (4x); both temporal (4x), like Wan's VAE
     vae = AutoencoderKLWan(base_dim=vae_base_dim, z_dim=z_dim, dim_mult=[1, 2, 2], num_res_blocks=1,
                            temperal_downsample=[True, True], latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim,
                            scale_factor_spatial=4, scale_factor_temporal=4)
-    from .hypernet.text import minilm_dir
-
     tokenizer = BertTokenizerFast.from_pretrained(minilm_dir())
     text_encoder = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=text_dim, num_hidden_layers=1,
                                         num_attention_heads=2, intermediate_size=2 * text_dim,
