@@ -41,7 +41,7 @@ def main() -> None:
     import torch
 
     from p2e_cli import console
-    from p2e_cli.evaluation import delta_agreement
+    from p2e_cli.metrics import delta_agreement
     from p2e_cli.hypernet.store import Generator, native_bf16, resolve_hypernet
     from p2e_cli.registry import open_registry, set_home
     from p2e_cli.catalog import resolve_base

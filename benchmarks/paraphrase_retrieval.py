@@ -36,7 +36,8 @@ def main() -> None:
     from p2e_cli.catalog import resolve_hypernet
     from p2e_cli.hypernet.store import Generator
     from p2e_cli.hypernet.text import TextEncoder
-    from p2e_cli.hypernet.train import Targets, delta_nmse
+    from p2e_cli.hypernet.train import Targets
+    from p2e_cli.metrics import delta_nmse
     from p2e_cli.registry import open_registry
     from p2e_cli.catalog import resolve_base
 

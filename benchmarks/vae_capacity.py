@@ -8,6 +8,8 @@ photos and seed) in a temporary folder, then prints its parameter count, seconds
 reconstruction PSNR on the held-out neutral clips `p2e world eval` uses (8 clips). Short runs rank
 shapes; they do not predict the full 4000-step figure (the shipped VAE: 24.82 dB). `--every K` also
 prints the held-out PSNR every K steps (mid-schedule, so below what the finished cosine run reaches).
+`--effects` also prints the round trip of every library effect's exact ground truth on the held-out
+identification photos (median / p10 / min dB: the figures issue 29 gates the world on).
 Runs on the GPU when there is one (the same loop `p2e world build` uses).
 """
 
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value (repeatable)")
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--every", type=int, default=0, help="also print the held-out PSNR every K steps")
+    parser.add_argument("--effects", action="store_true", help="also print the VAE round trip of every library effect")
     args = parser.parse_args()
     variants = [v.split(":", 1) for v in args.variant or ["shipped:"]]
     for name, overrides in variants:
@@ -64,6 +67,13 @@ def main() -> None:
         params = sum(p.numel() for p in vae.parameters()) / 1e6
         print(f"{name}: {overrides or '(recipe)'}  {params:.2f}M parameters, {per_step:.2f} s/step, "
               f"held-out PSNR {value:.2f} dB after {recipe.vae.steps} steps", flush=True)
+        if args.effects:
+            from p2e_cli.identify import psnr_summary, vae_effect_psnr
+
+            per_effect = vae_effect_psnr(vae, recipe.size, recipe.frames)
+            worst = ", ".join(f"{k} {v:.1f}" for k, v in sorted(per_effect.items(), key=lambda kv: kv[1])[:5])
+            figures = "  ".join(f"{k.removeprefix('vae_psnr_effects_')} {v:.2f}" for k, v in psnr_summary(per_effect).items())
+            print(f"{name}: effects (dB) {figures}; worst: {worst}", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ All LoRAs are applied as routed adapters of one loaded transformer (adapters.Sta
 from __future__ import annotations
 
 import dataclasses
-import re
 import statistics
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -33,6 +32,7 @@ from . import effects as fx
 from .catalog import effect_references
 from .errors import P2EError
 from .lora_io import read_lora
+from .metrics import delta_agreement, pooled_recovery, recovery
 from .registry import Record, Registry
 
 RANDOM_PROMPT = "qorvex plimb taduk snerf"  # a fixed random string: the no-information control
@@ -54,39 +54,6 @@ def eval_prompt(spec: fx.Effect) -> str:
     """The prompt an effect is evaluated with: an unseen paraphrase for a train effect (the
     hypernetwork never trained on it), the effect's own first prompt for a held-out one."""
     return spec.heldout_prompts[0] if spec.split == "train" else spec.prompts[0]
-
-
-def block_of(layer: str) -> str:
-    """The transformer block a layer name sits in ("blocks.3", "transformer_2.blocks.3"), or "other"."""
-    match = re.match(r"(.*?blocks\.\d+)\.", layer)
-    return match.group(1) if match else "other"
-
-
-def delta_agreement(pred: dict[str, tuple[torch.Tensor, torch.Tensor]], ref: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
-    """NMSE ‖ΔWp − ΔWr‖²/‖ΔWr‖² and cosine <ΔWp, ΔWr>/(‖ΔWp‖‖ΔWr‖), summed over layers, and the
-    NMSE per transformer block (`nmse_blocks`). Factors as {layer: (B, A)} with ΔW = B·A; Gram
-    matrices only (no ΔW is formed)."""
-    from .canon import low_rank_inner
-
-    sums: dict[str, list[float]] = {}  # block -> [pp, rr, pr]
-    for name, (br, ar) in ref.items():
-        bp, ap = pred[name]
-        bp, ap, br, ar = (t.double() for t in (bp, ap, br, ar))
-        terms = [float(low_rank_inner(*f)) for f in ((bp, ap, bp, ap), (br, ar, br, ar), (bp, ap, br, ar))]
-        block = sums.setdefault(block_of(name), [0.0, 0.0, 0.0])
-        for k, value in enumerate(terms):
-            block[k] += value
-
-    def nmse(pp: float, rr: float, pr: float) -> float:
-        return (pp + rr - 2 * pr) / max(rr, 1e-30)
-
-    pp, rr, pr = (sum(v[k] for v in sums.values()) for k in range(3))
-    return {"nmse": nmse(pp, rr, pr), "cosine": pr / max((pp * rr) ** 0.5, 1e-30),
-            "nmse_blocks": {block: nmse(*v) for block, v in sorted(sums.items(), key=lambda kv: _natural(kv[0]))}}
-
-
-def _natural(name: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def _scaled(lora) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -244,13 +211,12 @@ def _one(reg, base, pipe, effect, ref_record, ref_lora, prompts, predicted, laye
     row.update({f"L_{slot}": loss(slot) for slot in factors})
     row["ref_ratio"] = row["L_ref"] / row["L0"]
     if prompts:
-        gap = row["L0"] - row["L_ref"]
-        row["recovery"] = (row["L0"] - row["L_pred"]) / gap if gap > 0 else None
+        row["recovery"] = recovery(row["L0"], row["L_pred"], row["L_ref"])
         row["prompts"] = prompts
         row["beats_misaligned"] = row["L_pred"] < row["L_misaligned"]
         row["beats_random"] = row["L_pred"] < row["L_random"]
         if "mean" in factors:
-            row["recovery_mean"] = (row["L0"] - row["L_mean"]) / gap if gap > 0 else None
+            row["recovery_mean"] = recovery(row["L0"], row["L_mean"], row["L_ref"])
             row["beats_mean"] = row["L_pred"] < row["L_mean"]
         row.update(delta_agreement(factors["pred"], factors["ref"]))
     if renderer is not None:
@@ -267,8 +233,7 @@ def _one(reg, base, pipe, effect, ref_record, ref_lora, prompts, predicted, laye
         if options.identify:
             row.update(_identification(renderer, layers, spec, prompts, options, RenderParams, settings["size"][1]))
         if prompts:
-            gap = row["mse_base"] - row["mse_ref"]
-            row["render_recovery"] = (row["mse_base"] - row["mse_pred"]) / gap if gap > 0 else None
+            row["render_recovery"] = recovery(row["mse_base"], row["mse_pred"], row["mse_ref"])
             row["pred_render_better"] = row["mse_pred"] < row["mse_base"]
     return row
 
@@ -437,14 +402,6 @@ def _fraction(values: list[Any]) -> float | None:
     return sum(bool(v) for v in values) / len(values) if values else None
 
 
-def _pooled_recovery(rows: list[dict[str, Any]]) -> float | None:
-    """sum(L0 - L_pred) / sum(L0 - L_ref) over the effects with a gap to recover (those that have an R):
-    the recovery of the split's total loss gap. Unlike the median of per-effect R, it is not swung by
-    effects whose gap L0 - L_ref is near zero (their R is mostly noise)."""
-    rows = [r for r in rows if r["L0"] > r["L_ref"]]
-    return sum(r["L0"] - r["L_pred"] for r in rows) / sum(r["L0"] - r["L_ref"] for r in rows) if rows else None
-
-
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians and fractions per split (train, heldout) and over all effects."""
     out: dict[str, Any] = {}
@@ -456,7 +413,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
              "ref_ratio_worst": max(r["ref_ratio"] for r in part),
              "ref_render_better": _fraction([r.get("ref_render_better") for r in part])}
         if "recovery" in part[0]:
-            s.update(recovery_median=_median([r["recovery"] for r in part]), recovery_pooled=_pooled_recovery(part),
+            s.update(recovery_median=_median([r["recovery"] for r in part]), recovery_pooled=pooled_recovery(part),
                      nmse_median=_median([r["nmse"] for r in part]), cosine_median=_median([r["cosine"] for r in part]),
                      beats_misaligned=_fraction([r["beats_misaligned"] for r in part]),
                      beats_random=_fraction([r["beats_random"] for r in part]),

@@ -1,4 +1,5 @@
-"""Metrics shared by training logs, evaluation and world checks.
+"""Metrics shared by training logs, evaluation and world checks: effect identification, PSNR,
+recovery R and ΔW agreement (NMSE, cosine).
 
 Effect identification (issue 29): is a rendered clip the effect it was meant to be? Rank it against
 the exact ground truth of every library effect plus the still photo, all from the same first frame:
@@ -15,7 +16,15 @@ the sharp, moving truth and nearer a blur, fade or dissolve effect (tests/unit/t
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+from .canon import low_rank_inner
+
+if TYPE_CHECKING:
+    import torch
 
 IDENT_SIGMA = 1.0  # px at the render's size; tests/unit/test_metrics.py shows why
 
@@ -76,3 +85,78 @@ def frames_psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of uint8 images/clips."""
     mse = max(float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)), 1e-10)
     return float(10 * np.log10(255.0 ** 2 / mse))
+
+
+# Recovery R: how much of the loss gap between the base and the reference a prediction closes
+
+
+def recovery(l0: float, l_pred: float, l_ref: float) -> float | None:
+    """R = (L0 - L_pred) / (L0 - L_ref): 1 when the prediction does as well as the reference, 0 when it
+    does as well as no LoRA. None when the reference has no gap to recover (L_ref >= L0)."""
+    gap = l0 - l_ref
+    return (l0 - l_pred) / gap if gap > 0 else None
+
+
+def pooled_recovery(rows: list[dict[str, Any]], pred: str = "L_pred") -> float | None:
+    """sum(L0 - L_pred) / sum(L0 - L_ref) over the rows with a gap to recover: the recovery of a split's
+    total loss gap. Unlike the median of per-effect R, it is not swung by effects whose gap L0 - L_ref
+    is near zero (their R is mostly noise)."""
+    rows = [r for r in rows if r["L0"] > r["L_ref"]]
+    return sum(r["L0"] - r[pred] for r in rows) / sum(r["L0"] - r["L_ref"] for r in rows) if rows else None
+
+
+# ΔW agreement of low-rank updates ΔW = B·A, from r x r Gram matrices (no ΔW is formed)
+
+
+def frob2_of_product_difference(b1, a1, b2, a2) -> "torch.Tensor":
+    """‖B1·A1 − B2·A2‖²_F per batch row, via (2r×2r) Gram matrices: tr((UᵀU)(VVᵀ)) with
+    U = [B1, −B2], V = [A1; A2]. Shapes (batch, out, r), (batch, r, in)."""
+    import torch
+
+    u = torch.cat([b1, -b2], dim=2)
+    v = torch.cat([a1, a2], dim=1)
+    return low_rank_inner(u, v, u, v)
+
+
+def delta_nmse(pred: list[tuple["torch.Tensor", "torch.Tensor"]], target: list[tuple["torch.Tensor", "torch.Tensor"]]) -> "torch.Tensor":
+    """Per batch row, the mean over layers of ‖ΔŴ − ΔW‖² / ‖ΔW‖² (the hypernetwork's training loss term)."""
+    import torch
+
+    values = []
+    for (pb, pa), (tb, ta) in zip(pred, target):
+        err = frob2_of_product_difference(pb, pa, tb, ta)
+        ref = low_rank_inner(tb, ta, tb, ta).clamp_min(1e-12)
+        values.append(err / ref)
+    return torch.stack(values).mean(0)
+
+
+def block_label(layer: str) -> str:
+    """The transformer block a layer name sits in ("blocks.3", "transformer_2.blocks.3"), or "other"."""
+    match = re.match(r"(.*?blocks\.\d+)\.", layer)
+    return match.group(1) if match else "other"
+
+
+def delta_agreement(pred: dict[str, tuple["torch.Tensor", "torch.Tensor"]],
+                    ref: dict[str, tuple["torch.Tensor", "torch.Tensor"]]) -> dict[str, Any]:
+    """NMSE ‖ΔWp − ΔWr‖²/‖ΔWr‖² and cosine <ΔWp, ΔWr>/(‖ΔWp‖‖ΔWr‖), summed over layers (one LoRA
+    against another, as evaluation reports them), and the NMSE per transformer block (`nmse_blocks`).
+    Factors as {layer: (B, A)} with ΔW = B·A."""
+    sums: dict[str, list[float]] = {}  # block -> [pp, rr, pr]
+    for name, (br, ar) in ref.items():
+        bp, ap = pred[name]
+        bp, ap, br, ar = (t.double() for t in (bp, ap, br, ar))
+        terms = [float(low_rank_inner(*f)) for f in ((bp, ap, bp, ap), (br, ar, br, ar), (bp, ap, br, ar))]
+        block = sums.setdefault(block_label(name), [0.0, 0.0, 0.0])
+        for k, value in enumerate(terms):
+            block[k] += value
+
+    def nmse(pp: float, rr: float, pr: float) -> float:
+        return (pp + rr - 2 * pr) / max(rr, 1e-30)
+
+    pp, rr, pr = (sum(v[k] for v in sums.values()) for k in range(3))
+    return {"nmse": nmse(pp, rr, pr), "cosine": pr / max((pp * rr) ** 0.5, 1e-30),
+            "nmse_blocks": {block: nmse(*v) for block, v in sorted(sums.items(), key=lambda kv: _natural(kv[0]))}}
+
+
+def _natural(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]

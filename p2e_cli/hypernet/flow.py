@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from .. import adapters, console
+from ..metrics import recovery
 from ..registry import Record, Registry
 from ..schemas import HypernetRecipe, LoraRecipe
 from ..training import flow_matching_loss, name_seed, shifted_sigmas, validation_loss
@@ -130,8 +131,8 @@ def recoveries(flow: FlowData, sets: dict[str, list[tuple[int, str]]], predict: 
                 cache[effect] = [flow.validation(i, None), flow.validation(i, reference(i))]
             l0, lref = cache[effect]
             lpred = flow.validation(i, [(b[k:k + 1], a[k:k + 1]) for b, a in pred])
-            if l0 > lref:
-                values.append((l0 - lpred) / (l0 - lref))
+            if (r := recovery(l0, lpred, lref)) is not None:
+                values.append(r)
         if values:
             out[f"{group}_recovery"] = statistics.median(values)
     return out

@@ -37,9 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..training import name_seed
+from ..wan import MODULE_TYPES  # the block-type embedding's row order: never reorder
 
-MODULE_TYPES = ("self_q", "self_k", "self_v", "self_o", "cross_q", "cross_k", "cross_v", "cross_o",
-                "add_k", "add_v", "ffn_in", "ffn_out")
 
 
 @dataclass

@@ -23,6 +23,7 @@ import torch
 from .. import console
 from ..canon import low_rank_inner, mean_factors, truncate
 from ..errors import P2EError
+from ..metrics import delta_nmse
 from ..registry import Record, Registry
 from ..schemas import HypernetModel, HypernetRecipe
 from ..training import (cosine_lr, full_state, load_optimizer_state, make_accelerator, name_seed, shard_fsdp,
@@ -31,24 +32,6 @@ from .flow import FlowData, recoveries, recovery_sets, recovery_text
 from .library import Example
 from .model import MODULE_TYPES, HypernetConfig, Hypernetwork, LayerSpec, layer_specs
 from .text import sentence_embedding
-
-
-def frob2_of_product_difference(b1, a1, b2, a2) -> torch.Tensor:
-    """‖B1·A1 − B2·A2‖²_F per batch row, via (2r×2r) Gram matrices: tr((UᵀU)(VVᵀ)) with
-    U = [B1, −B2], V = [A1; A2]. Shapes (batch, out, r), (batch, r, in)."""
-    u = torch.cat([b1, -b2], dim=2)
-    v = torch.cat([a1, a2], dim=1)
-    return low_rank_inner(u, v, u, v)
-
-
-def delta_nmse(pred: list[tuple[torch.Tensor, torch.Tensor]], target: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Per batch row, the mean over layers of ‖ΔŴ − ΔW‖² / ‖ΔW‖²."""
-    values = []
-    for (pb, pa), (tb, ta) in zip(pred, target):
-        err = frob2_of_product_difference(pb, pa, tb, ta)
-        ref = low_rank_inner(tb, ta, tb, ta).clamp_min(1e-12)
-        values.append(err / ref)
-    return torch.stack(values).mean(0)
 
 
 def hypernet_loss(net: Hypernetwork, pred, target, cfg: HypernetRecipe, plain: torch.Tensor | None = None) -> torch.Tensor:

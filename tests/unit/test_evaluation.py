@@ -1,8 +1,9 @@
-"""The evaluation's ΔW agreement against dense matrices."""
+"""Metrics shared by evaluation and training: ΔW agreement against dense matrices, recovery R."""
 
+import pytest
 import torch
 
-from p2e_cli.evaluation import delta_agreement
+from p2e_cli.metrics import delta_agreement
 
 
 def test_delta_agreement_matches_the_dense_nmse_and_cosine():
@@ -48,8 +49,16 @@ def test_a_recorded_recipe_matches_once_new_schema_keys_take_their_defaults():
     assert not same_recipe({**stored, "target": "nonsense"}, cfg) and not same_recipe(None, cfg)
 
 
+def test_recovery_is_one_at_the_reference_and_zero_at_the_base():
+    from p2e_cli.metrics import recovery
+
+    assert recovery(1.0, 0.2, 0.2) == 1.0 and recovery(1.0, 1.0, 0.2) == 0.0
+    assert recovery(1.0, 0.6, 0.2) == pytest.approx(0.5) and recovery(1.0, 1.4, 0.2) == pytest.approx(-0.5)
+    assert recovery(1.0, 0.5, 1.0) is None and recovery(1.0, 0.5, 1.2) is None  # no gap to recover
+
+
 def test_pooled_recovery_weighs_effects_by_their_loss_gap():
-    from p2e_cli.evaluation import _pooled_recovery
+    from p2e_cli.metrics import pooled_recovery as _pooled_recovery
 
     rows = [{"L0": 1.0, "L_ref": 0.2, "L_pred": 0.4},  # gap 0.8, R 0.75
             {"L0": 0.5, "L_ref": 0.48, "L_pred": 0.52}]  # gap 0.02, R -1: noise on a tiny gap

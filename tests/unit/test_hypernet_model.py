@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from p2e_cli.hypernet.model import HypernetConfig, Hypernetwork, LayerSpec, cosine_basis
-from p2e_cli.hypernet.train import delta_nmse
+from p2e_cli.metrics import delta_nmse
 
 LAYERS = [LayerSpec("blocks.0.attn1.to_q", "self_q", 0, 8, 8), LayerSpec("blocks.0.ffn.net.0.proj", "ffn_in", 0, 16, 8),
           LayerSpec("blocks.1.ffn.net.2", "ffn_out", 1, 8, 16)]

@@ -11,7 +11,8 @@ from p2e_cli.canon import base_weights
 from p2e_cli.hypernet.library import canonical_library
 from p2e_cli.hypernet.store import Generator, load_hypernet
 from p2e_cli.hypernet.text import TextEncoder
-from p2e_cli.hypernet.train import Targets, delta_nmse, frob2_of_product_difference, train_hypernet
+from p2e_cli.hypernet.train import Targets, train_hypernet
+from p2e_cli.metrics import delta_nmse, frob2_of_product_difference
 from p2e_cli.lora_io import LoraLayer, write_lora
 from p2e_cli.recipes import load_recipe
 from p2e_cli.registry import open_registry
