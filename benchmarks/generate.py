@@ -6,6 +6,8 @@ Prints:
             process (imports, text encoder and hypernetwork load, cached W0 encoding, writing the
             file), best of --repeats; the first run also builds the W0 encoding cache, shown apart
   warm      in-process Generator: one prompt per call (text encoding + fusion + decode)
+  command   in-process `generation.generate_loras`, what `p2e generate -o FILE --no-register` runs after
+            loading: the Generator, the SVD finish of every layer and the file write, one prompt per call
   batched   in-process Generator: 100 prompts in one call
             (both in fp32 and in `auto` precision side by side, with how far auto's ΔW is from fp32's)
   encode    the one-off W0 weight encoding that the cache saves (per base and hypernetwork)
@@ -42,9 +44,10 @@ def main() -> None:
 
     from p2e_cli import console
     from p2e_cli.metrics import delta_agreement
-    from p2e_cli.hypernet.store import Generator, native_bf16, resolve_hypernet
+    from p2e_cli.catalog import resolve_base, resolve_hypernet
+    from p2e_cli.generation import generate_loras
+    from p2e_cli.hypernet.store import Generator, native_bf16
     from p2e_cli.registry import open_registry, set_home
-    from p2e_cli.catalog import resolve_base
 
     if args.home:
         set_home(args.home)
@@ -78,7 +81,13 @@ def main() -> None:
                 start = time.perf_counter()
                 outputs[precision] = gen(hundred)
                 batched.append(time.perf_counter() - start)
-            timings[precision] = (sorted(warm)[len(warm) // 2], min(batched))
+            command_s = []
+            for i in range(20):
+                start = time.perf_counter()
+                generate_loras(reg, gen, None, [PROMPTS[i % len(PROMPTS)]], targets=[Path(tmp) / "warm.safetensors"],
+                               register=False)
+                command_s.append(time.perf_counter() - start)
+            timings[precision] = (sorted(warm)[len(warm) // 2], min(batched), sorted(command_s)[len(command_s) // 2])
         auto = gen.precision  # what auto chose on this machine
 
         env = {**os.environ, **({"P2E_HOME": args.home} if args.home else {})}
@@ -94,9 +103,10 @@ def main() -> None:
     print(f"encode   {encode_s * 1e3:8.0f} ms   one-off W0 encoding (cached afterwards)")
     print(f"cold     {min(cold[1:]):8.2f} s    CLI in a fresh process, best of {args.repeats} "
           f"(first run, building the registry cache: {cold[0]:.2f} s)   target < 3 s")
-    for precision, (warm, batched) in timings.items():
+    for precision, (warm, batched, command_s) in timings.items():
         label = f"{precision} ({auto})" if precision == "auto" else precision
         print(f"warm     {warm * 1e3:8.1f} ms   median of 20 single-prompt calls, {label:<12} target < 20 ms")
+        print(f"command  {command_s * 1e3:8.1f} ms   median of 20 generate_loras calls (+ SVD finish, file write), {label}")
         print(f"batched  {batched:8.3f} s    100 prompts in one call, best of {args.repeats}, {label:<8} target < 1 s")
     if auto != "float32":
         # ‖ΔW_auto − ΔW_fp32‖ / ‖ΔW_fp32‖ over all layers

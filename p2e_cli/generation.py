@@ -63,6 +63,7 @@ def generate_loras(reg: Registry, generator: Generator, hypernet: Record | None,
     """
     from .canon import low_rank_norm
     from .lora_io import LoraLayer, write_lora
+    from .records import LoraData, register_lora
 
     base = generator.base
     keep = generator.rank if rank is None else rank
@@ -84,11 +85,9 @@ def generate_loras(reg: Registry, generator: Generator, hypernet: Record | None,
             with reg.artifact(".safetensors") as pending:
                 write_lora(pending.path, lora, kind="predicted", base=base, prompt=prompt, parents=parents,
                            title=f"{prompt} (predicted)")
-            saved = reg.add("lora", subkind="predicted", parents=[base.id, *parents], files={"lora": pending.ref},
-                            data={"prompt": prompt, "base": base.id, "layer_table": base.data["layer_table"],
-                                  "hypernet": hypernet.id if hypernet else str(generator.path), "rank": keep,
-                                  "alpha": float(keep), "scale": scale, "norm": norm, "precision": generator.precision,
-                                  "nearest": entry["nearest"]})
+            data = LoraData.on(base, keep, keep, prompt=prompt, hypernet=hypernet.id if hypernet else str(generator.path),
+                               scale=scale, norm=norm, precision=generator.precision, nearest=entry["nearest"])
+            saved = register_lora(reg, data, pending.ref, subkind="predicted", parents=[base.id, *parents])
             entry["record"] = saved.id
         if target is not None:
             write_lora(target, lora, kind="predicted", base=base, prompt=prompt,

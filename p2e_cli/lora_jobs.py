@@ -21,6 +21,7 @@ from .encode import EncodeReport, encode_clips, load_encoded
 from .errors import P2EError
 from .lora_io import LoraFile, LoraLayer, write_lora
 from .lora_training import EffectSet, GroupResult, train_group
+from .records import LoraData, is_on, register_lora
 from .registry import Record, Registry
 from .runs import load_checkpoint, save_checkpoint
 from .schemas import LoraRecipe
@@ -151,18 +152,17 @@ def previewer(reg: Registry, base: Record, pipe, run: Record, group: list[Effect
     return preview
 
 
-def register_lora(reg: Registry, base: Record, run: Record, d: EffectData, result: GroupResult, index: int,
-                  cfg: LoraRecipe, subkind: str, parents: list[str], name: str | None, out: Path | None) -> Record:
+def register_trained(reg: Registry, base: Record, run: Record, d: EffectData, result: GroupResult, index: int,
+                     cfg: LoraRecipe, subkind: str, parents: list[str], name: str | None, out: Path | None) -> Record:
     layers = {n: LoraLayer(a, b, cfg.alpha) for n, (a, b) in result.factors[index].items()}
     lineage = [run.id, *parents, *[c.id for c in d.train]]
     with reg.artifact(".safetensors") as artifact:
         write_lora(artifact.path, layers, kind=subkind, base=base, prompt=d.prompt, parents=lineage,
                    title=f"{d.effect} ({subkind})")
     losses = {"base": result.base_loss[index], "lora": result.final_loss(index)}
-    record = reg.add("lora", name=name, subkind=subkind, parents=lineage, files={"lora": artifact.ref}, data={
-        "effect": d.effect, "prompt": d.prompt, "base": base.id, "layer_table": base.data.get("layer_table"),
-        "rank": cfg.rank, "alpha": cfg.alpha, "val_loss": losses, "run": run.id,
-        "history": [h for h in result.history if h["effect"] == index]})
+    data = LoraData.on(base, cfg.rank, cfg.alpha, effect=d.effect, prompt=d.prompt, val_loss=losses, run=run.id,
+                       history=[h for h in result.history if h["effect"] == index])
+    record = register_lora(reg, data, artifact.ref, subkind=subkind, name=name, parents=lineage)
     if out is not None:
         write_lora(out, layers, kind=subkind, base=base, prompt=d.prompt, parents=[record.id, *lineage],
                    title=f"{d.effect} ({subkind})")
@@ -195,7 +195,7 @@ def train_loras(effects: list[str], cfg: LoraRecipe, *, name: str | None = None,
         effects = run.data["effects"]
     base = resolve_base(cfg.base)
     if skip_trained:
-        trained = {r.data.get("effect") for r in reg.ls("lora", "reference") if r.data.get("base") == base.id}
+        trained = {r.data.get("effect") for r in reg.ls("lora", "reference") if is_on(r, base)}
         skipped = [e for e in effects if e in trained]
         if skipped:
             console.info(f"skipping {len(skipped)} effect(s) that already have a reference LoRA on {base.name}")
@@ -239,7 +239,7 @@ def train_loras(effects: list[str], cfg: LoraRecipe, *, name: str | None = None,
         if not state.is_main_process:
             continue
         for i, d in enumerate(group):
-            record = register_lora(reg, base, run, d, result, i, cfg, subkind, list(parents), name, out)
+            record = register_trained(reg, base, run, d, result, i, cfg, subkind, list(parents), name, out)
             records.append(record)
             done = {**reg.get(run.id).data.get("done", {}), d.effect: record.id}
             reg.update(run.id, data={"done": done})
@@ -250,6 +250,31 @@ def train_loras(effects: list[str], cfg: LoraRecipe, *, name: str | None = None,
         reg.update(run.id, data={"status": "done", "checkpoint": None})
     state.wait_for_everyone()
     return records
+
+
+def lora_validation_loss(effect: str, lora: LoraFile, cfg: LoraRecipe) -> float:
+    """An existing LoRA's validation loss on `effect`'s validation clips for cfg.base, measured as
+    `train_loras` measures the LoRAs it trains (same clips, draws and loss). For LoRAs that record
+    none, such as imported references."""
+    import dataclasses
+
+    from . import adapters
+    from .lora_training import evaluate
+    from .registry import open_registry
+
+    reg = open_registry()
+    base = resolve_base(cfg.base)
+    settings = base_settings(base)
+    pipe = load_pipeline(base)
+    names = [layer.name for layer in layer_table(pipe.transformer, cfg.targets)]
+    cfg = dataclasses.replace(cfg, rank=lora.rank)
+    check_init(lora, names, cfg)
+    d = gather(reg, effect, cfg, settings)
+    encode_all(reg, base, pipe, [d])
+    s = effect_set(reg, base, d, lora)
+    layers = adapters.inject(pipe.transformer, names, [0], lora.rank, s.init_alpha)
+    adapters.load_factors(layers, 0, s.init, s.init_alpha)
+    return evaluate(pipe.transformer, layers, [s], weight=1.0)[0]
 
 
 def _recipe_from(raw: dict[str, Any]) -> LoraRecipe:

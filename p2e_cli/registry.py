@@ -53,6 +53,17 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (record, role))""",
         "CREATE INDEX files_path ON files(path)",
     ],
+    # 2: `p2e lora import` (0.1.0 until this migration) stored its base's *name* as a LoRA's `base`; every
+    # other writer stored the id. The base is also a parent of each such record: take its id from there.
+    [
+        """UPDATE records SET data = json_set(data, '$.base', (
+               SELECT p.parent FROM parents p JOIN records b ON b.id = p.parent
+               WHERE p.child = records.id AND b.kind = 'base' ORDER BY p.parent LIMIT 1))
+           WHERE kind = 'lora' AND json_type(data, '$.base') = 'text'
+             AND json_extract(data, '$.base') NOT IN (SELECT id FROM records WHERE kind = 'base')
+             AND EXISTS (SELECT 1 FROM parents p JOIN records b ON b.id = p.parent
+                         WHERE p.child = records.id AND b.kind = 'base')""",
+    ],
 ]
 
 _home_override: Path | None = None

@@ -14,7 +14,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -86,9 +86,11 @@ class ResolvedLora:
                 "expert": self.spec.expert, "record": self.record.id if self.record is not None else None}
 
 
-def resolve_lora(spec: LoraSpec | str, reg: Registry | None = None, base: Record | None = None) -> ResolvedLora:
+def resolve_lora(spec: LoraSpec | str, reg: Registry | None = None,
+                 base: Record | Callable[[], Record] | None = None) -> ResolvedLora:
     """A --lora argument as a read LoRA: an existing file path, else a registry LoRA id or name,
-    else (with `base`) a library effect's name: its newest reference LoRA on that base."""
+    else (with `base`) a library effect's name: its newest reference LoRA on that base. `base` may
+    be a function, called only when the name is looked up (resolving a default base registers it)."""
     if isinstance(spec, str):
         spec = parse_lora_spec(spec)
     path = Path(spec.source).expanduser()
@@ -103,6 +105,7 @@ def resolve_lora(spec: LoraSpec | str, reg: Registry | None = None, base: Record
         except P2EError as e:
             from .catalog import effect_reference
 
+            base = base() if callable(base) else base
             record = effect_reference(reg, base, spec.source) if base is not None else None
             if record is None:
                 raise P2EError(f"LoRA {spec.source!r} is neither a file nor a LoRA in the registry"

@@ -51,9 +51,11 @@ def _print_inspect(info: dict[str, Any]) -> None:
 
 
 @app.command("inspect")
-def inspect(file: str = typer.Argument(..., help="LoRA .safetensors file, or a registry LoRA id/name."),
+def inspect(file: str = typer.Argument(..., help="LoRA .safetensors file, a registry LoRA id/name, or a library "
+                                                   "effect's name (its newest reference LoRA on --base)."),
             base: Optional[str] = typer.Option(None, "--base", help="Check compatibility with this base only "
-                                                                     "(default: every registered base).")) -> None:
+                                                                     "(default: every registered base; effect "
+                                                                     "names mean the tiny world's references).")) -> None:
     """Show a LoRA file's format, ranks, alpha, layers, full deltas, metadata, per-block ‖ΔW‖ and base compatibility.
 
     Example: p2e lora inspect melt.safetensors --json
@@ -63,7 +65,7 @@ def inspect(file: str = typer.Argument(..., help="LoRA .safetensors file, or a r
     from ..catalog import resolve_base
 
     reg = open_registry()
-    resolved = resolve_lora(file, reg)
+    resolved = resolve_lora(file, reg, lambda: resolve_base(base))
     bases = [resolve_base(base)] if base else reg.ls("base")
     info = {**summary(resolved.lora), "path": str(resolved.path), "sha256": resolved.sha256,
             "compatibility": compatibility(resolved.lora, bases)}
@@ -71,21 +73,28 @@ def inspect(file: str = typer.Argument(..., help="LoRA .safetensors file, or a r
 
 
 @app.command("convert")
-def convert(file: Path = typer.Argument(..., help="LoRA .safetensors file in any layout p2e reads."),
+def convert(file: str = typer.Argument(..., help="LoRA .safetensors file in any layout p2e reads, a registry LoRA "
+                                                   "id/name, or a library effect's name (its newest reference)."),
             to: str = typer.Option(..., "--to", help="Target layout: diffusers, wan, comfyui or musubi."),
-            output: Path = typer.Option(..., "-o", "--output", help="Output .safetensors file.")) -> None:
+            output: Path = typer.Option(..., "-o", "--output", help="Output .safetensors file."),
+            base: Optional[str] = typer.Option(None, "--base", help="Base whose references effect names mean "
+                                                                     "(default: the embedded tiny world).")) -> None:
     """Convert a LoRA between diffusers, wan, comfyui and musubi layouts (alpha and ΔW kept exactly).
 
     Example: p2e lora convert melt.safetensors --to comfyui -o melt_comfy.safetensors
+    Example: p2e lora convert melt --to comfyui -o melt_comfy.safetensors
     """
-    from ..lora_io import WRITE_FORMATS, convert_lora, read_lora
+    from ..catalog import resolve_base
+    from ..lora_io import WRITE_FORMATS, convert_lora
+    from ..render import LoraSpec, resolve_lora
 
     if to not in WRITE_FORMATS:
         raise P2EError(f"unknown layout {to!r}", hint=f"--to one of: {', '.join(WRITE_FORMATS)}")
-    if output.exists() and output.resolve() == file.resolve():
+    resolved = resolve_lora(LoraSpec(file, 1.0), open_registry(), lambda: resolve_base(base))
+    if output.exists() and output.resolve() == resolved.path.resolve():
         raise P2EError("refusing to overwrite the input file", hint="give another -o")
-    source_format = read_lora(file).format
-    convert_lora(file, to, output)
+    source_format = resolved.lora.format
+    convert_lora(resolved.path, to, output)
     console.result({"input": str(file), "from": source_format, "to": to, "output": str(output)},
                    lambda: console.info(f"wrote {output} ({source_format} -> {to})"))
 
@@ -105,6 +114,7 @@ def import_(file: Optional[Path] = typer.Argument(None, help="LoRA .safetensors 
     Example: p2e lora import --manifest teachers.jsonl --base wan21
     """
     from ..catalog import resolve_base
+    from ..lora_store import import_lora
 
     reg = open_registry()
     base_record = resolve_base(base) if base else None
@@ -169,42 +179,6 @@ def read_manifest(manifest: Path, reg: Any) -> list[tuple[str, str, Path]]:
                                          if problems else "no entries"),
                        hint='each line: {"id": "melt", "effect_prompt": "melting into liquid", "lora_path": "melt.safetensors"}')
     return entries
-
-
-def import_lora(reg: Any, file: Path, name: str, effect: str | None, base: Any, kind: str,
-                prompt: str | None = None) -> Any:
-    """Validate a LoRA file (and its fit to `base`, when given), store it and register it."""
-    from ..curate import real_effect_record
-    from ..files import readable_file
-    from ..lora_io import fit_to_base, read_lora
-    from ..wan import base_config, parameter_shapes
-
-    readable_file(file, "LoRA file")
-    lora = read_lora(file)
-    if reg.find("lora", name) is not None:  # checked before storing the file, so a refusal leaves no orphan
-        raise P2EError(f"a lora named {name!r} already exists",
-                       hint=f"choose another --name, or remove it first: p2e rm lora:{name}")
-    parents, skipped, base_data = [], [], {}
-    if base is not None:
-        _, skipped = fit_to_base(lora, parameter_shapes(base_config(base)), what=f"base {base.name}")
-        parents.append(base.id)
-        base_data = {"base": base.name, "layer_table": base.data["layer_table"]}
-        if skipped:
-            console.warn(f"base {base.name} has no image projections: {len(skipped)} layer(s) will be skipped when rendering")
-    if effect:
-        if prompt is not None:  # a manifest's effect is new unless it names a library effect
-            parents.append(real_effect_record(reg, effect).id)
-        elif (effect_record := reg.find("effect", effect)) is not None:
-            parents.append(effect_record.id)
-        else:
-            console.warn(f"effect {effect!r} is not in the registry; recorded by name only")
-    with reg.artifact(".safetensors") as pending:
-        pending.path.write_bytes(file.read_bytes())
-    data = {"source": str(file.resolve()), "format": lora.format, "rank": lora.rank, "alpha": lora.alpha,
-            "ranks": lora.ranks, "n_layers": len(lora.layers), "diffs": sorted(lora.diffs), "effect": effect,
-            "prompt": prompt or lora.p2e("prompt") or lora.metadata.get("modelspec.trigger_phrase"),
-            "skipped": skipped, **base_data}
-    return reg.add("lora", name=name, subkind=kind, data=data, parents=parents, files={"lora": pending.ref})
 
 
 def _name_from(file: Path) -> str:

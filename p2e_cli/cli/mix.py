@@ -14,16 +14,21 @@ SHARED_METADATA = ("p2e.base", "p2e.layer_table", "p2e.family")
 
 
 def mix(loras: List[str] = typer.Argument(..., metavar="LORA:WEIGHT",
-                                          help="LoRA files or registry ids, each with a weight (default 1)."),
+                                          help="LoRA files, registry ids or library effect names (their newest "
+                                               "reference), each with a weight (default 1)."),
         rank: Optional[int] = typer.Option(None, "--rank", "-r", min=1,
                                            help="Rank of the result (default: the largest input rank). The sum of "
                                                 "the input ranks keeps the mix exact."),
-        output: Path = typer.Option(..., "-o", "--output", help="Output .safetensors file.")) -> None:
+        output: Path = typer.Option(..., "-o", "--output", help="Output .safetensors file."),
+        base: Optional[str] = typer.Option(None, "--base", help="Base whose references effect names mean "
+                                                                 "(default: the embedded tiny world).")) -> None:
     """Blend LoRAs: Σ wᵢ·ΔWᵢ re-factored to rank R by SVD (best rank-R fit), written canonical.
 
     Example: p2e lora mix melt.safetensors:0.6 spin.safetensors:0.4 --rank 16 -o melt_spin.safetensors
+    Example: p2e lora mix melt:0.5 spin-cw:0.5 -o melt_spin.safetensors
     """
     from ..canon import mix_loras
+    from ..catalog import resolve_base
     from ..files import check_output_path
     from ..lora_io import write_lora
     from ..registry import open_registry
@@ -35,7 +40,7 @@ def mix(loras: List[str] = typer.Argument(..., metavar="LORA:WEIGHT",
         if spec.expert != "both":
             raise P2EError(f"{spec.source}@{spec.expert}: mix takes LORA:WEIGHT, no @expert suffix")
     reg = open_registry()
-    sources = [resolve_lora(spec, reg) for spec in specs]
+    sources = [resolve_lora(spec, reg, lambda: resolve_base(base)) for spec in specs]
     if any(output.exists() and output.resolve() == s.path.resolve() for s in sources):
         raise P2EError("refusing to overwrite an input file", hint="give another -o")
     mixed, stats = mix_loras([(s.lora, s.spec.scale) for s in sources], rank)

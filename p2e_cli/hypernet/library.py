@@ -17,6 +17,7 @@ from .. import console
 from .. import effects as fx
 from ..errors import P2EError
 from ..lora_io import read_lora
+from ..records import is_on
 from ..registry import Record, Registry
 
 
@@ -33,7 +34,7 @@ class Example:
 
 
 def _on_base(record: Record, base: Record) -> bool:
-    return record.data.get("base") in (base.id, base.name) and record.data.get("layer_table") == base.data.get("layer_table")
+    return is_on(record, base) and record.data.get("layer_table") == base.data.get("layer_table")
 
 
 def _lora_file(reg: Registry, record: Record):
@@ -78,6 +79,10 @@ def canonical_library(reg: Registry, base: Record, target: str = "canonical") ->
             s = (layer.alpha / layer.rank) ** 0.5  # fold alpha/r into both factors: ΔW = B·A
             factors.append((layer.B.float() * s, layer.A.float() * s))
         examples.append(_example(effect, record, factors))
+    single = [e.effect for e in examples if e.notes]
+    if single:
+        console.warn(f"{len(single)} effect(s) are not library effects and train on their one recorded prompt, with no "
+                     f"unseen paraphrase to validate on: {', '.join(single[:8])}{' ...' if len(single) > 8 else ''}")
     return names, examples
 
 

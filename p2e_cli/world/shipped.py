@@ -133,11 +133,12 @@ def install_shipped_library(reg: Registry, base: Record) -> list[Record]:
     from safetensors import safe_open
 
     from ..lora_io import LoraLayer, write_lora
+    from ..records import LoraData, is_on, register_lora
 
     source = shipped_world(base.name) if base.data.get("shipped") and base.name else None
     if source is None or not (source / LIBRARY_FILE).is_file():
         return []
-    have = {r.data.get("effect") for r in reg.ls("lora", "reference") if r.data.get("base") in (base.id, base.name)}
+    have = {r.data.get("effect") for r in reg.ls("lora", "reference") if is_on(r, base)}
     added = []
     with safe_open(str(source / LIBRARY_FILE), framework="pt") as f:
         meta = json.loads((f.metadata() or {})[LIBRARY_KEY])
@@ -154,9 +155,8 @@ def install_shipped_library(reg: Registry, base: Record) -> list[Record]:
             with reg.artifact(".safetensors") as artifact:
                 write_lora(artifact.path, layers, kind="reference", base=base, prompt=info["prompt"],
                            title=f"{effect} (reference, shipped)")
-            added.append(reg.add("lora", subkind="reference", parents=[base.id], files={"lora": artifact.ref}, data={
-                "effect": effect, "prompt": info["prompt"], "base": base.id, "layer_table": base.data.get("layer_table"),
-                "rank": rank, "alpha": float(rank), "val_loss": info["val_loss"], "shipped": True}))
+            data = LoraData.on(base, rank, rank, effect=effect, prompt=info["prompt"], val_loss=info["val_loss"], shipped=True)
+            added.append(register_lora(reg, data, artifact.ref, subkind="reference", parents=[base.id]))
     return added
 
 

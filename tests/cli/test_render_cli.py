@@ -207,3 +207,13 @@ def test_render_takes_an_effect_name(cli, bases, files, tmp_path):
     listed = cli("ls", "lora")
     assert listed.code == 0 and "effect" in listed.stdout and "melt" in listed.stdout.split("my-melt", 1)[1]
     assert cli("render", image, "--lora", "melt", "--base", "t22", "-o", tmp_path / "y.png", "--frames", "5").code == 2
+    # the other commands that take a LoRA take the effect's name too
+    from p2e_cli.files import sha256_file
+
+    inspected = cli("lora", "inspect", "melt", "--base", "t21", "--json")
+    assert inspected.code == 0 and inspected.json()["sha256"] == sha256_file(melt)
+    converted = cli("lora", "convert", "melt", "--base", "t21", "--to", "comfyui", "-o", tmp_path / "c.safetensors")
+    assert converted.code == 0, converted.stderr
+    mixed = cli("lora", "mix", "melt:0.5", "--base", "t21", "-o", tmp_path / "m.safetensors")
+    assert mixed.code == 0, mixed.stderr
+    assert cli("lora", "mix", "melt:0.5", "--base", "t22", "-o", tmp_path / "n.safetensors").code == 2

@@ -94,10 +94,11 @@ def test_clips_to_video(cli, tmp_path):
                          "--no-render", "--json")
     assert reference_only.code == 0 and "recovery" not in reference_only.json()["effects"][0]
 
-    tuned = cli("finetune", "melt", "--init", out, "--base", "micro", "--steps", "3",
+    tuned = cli("finetune", "--init", out, "--base", "micro", "--steps", "3",  # the effect: inferred from the prompt
                 *sets([o for o in LORA if not o.startswith(("rank", "alpha", "steps"))]), "--json")
     assert tuned.code == 0, tuned.stderr
     result = tuned.json()
+    assert result["effect"] == "melt" and result["effect_inferred"] is not None
     assert result["reference_loss"] is not None and [h["step"] for h in result["history"]] == [0, 3]
     record = open_registry().get(result["id"])
     assert record.subkind == "finetuned" and entry["record"] in record.parents  # traces back to the prediction

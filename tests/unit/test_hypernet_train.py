@@ -422,3 +422,19 @@ def test_truncate_is_the_best_low_rank_approximation_batched():
         assert torch.allclose(tb[k] @ ta[k], (u[:, :2] * s[:2]) @ vh[:2], atol=1e-10)
     nb, na = truncate(torch.randn(2, 3, 1, generator=g), torch.randn(2, 1, 4, generator=g), 2)  # rank 1 < 2: padded
     assert nb.shape == (2, 3, 2) and na.shape == (2, 2, 4) and float(nb[..., 1].abs().max()) == 0.0
+
+
+def test_a_non_library_effect_in_the_library_is_named_not_silent(library, cli, tmp_path, capsys):
+    import json
+
+    reg, base = library
+    source = tmp_path / "melt.safetensors"  # written by the fixture; any LoRA of the base's shape will do
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "my-teacher", "effect_prompt": "a teacher's own effect",
+                                                  "lora_path": str(source)}) + "\n")
+    assert cli("lora", "import", "--manifest", tmp_path / "m.jsonl", "--base", "micro").code == 0
+    assert cli("canon", "--all").code == 0
+    capsys.readouterr()
+    _, examples = canonical_library(reg, base)
+    assert [e.prompts for e in examples if e.effect == "my-teacher"] == [["a teacher's own effect"]]
+    warned = " ".join(capsys.readouterr().err.split())
+    assert "train on their one recorded prompt" in warned and "my-teacher" in warned
