@@ -16,6 +16,7 @@ Runs on the GPU when there is one (the same loop `p2e world build` uses).
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     variants = [v.split(":", 1) for v in args.variant or ["shipped:"]]
     for name, overrides in variants:
-        recipe = load_recipe("world-tiny", [o for o in overrides.split(",") if o] + [f"vae.steps={args.steps}"])
+        # overrides split at commas outside brackets: vae.temporal_downsample=[true,false],vae.z_dim=48
+        recipe = load_recipe("world-tiny", [o for o in re.split(r",(?![^\[]*\])", overrides) if o] + [f"vae.steps={args.steps}"])
         torch.manual_seed(recipe.seed)
         bank = photo_bank("train", size=2 * recipe.size)
         vae = make_vae(recipe)

@@ -56,7 +56,8 @@ def run(split: str = typer.Option("all", "--split", help="Effects to evaluate: t
     Example: p2e eval run --split heldout --finetune 4 -o eval/
     """
     from .. import effects as fx
-    from ..evaluation import EvalOptions, evaluate, finetune_speedup, headline, plot_report, results_markdown
+    from ..eval_report import headline, plot_report, results_markdown
+    from ..evaluation import EvalOptions, evaluate, finetune_speedup
     from ..registry import open_registry
     from ..catalog import resolve_base
     from ..wan import load_pipeline
@@ -126,7 +127,7 @@ def ablations(recipe: str = typer.Option("ablations", "--recipe", help="Ablation
 
     Example: p2e eval ablations --recipe ablations -o docs/
     """
-    from ..evaluation import ablations_markdown, run_ablations
+    from ..ablations import ablations_markdown, run_ablations
     from ..recipes import load_recipe
     from ..registry import open_registry
 

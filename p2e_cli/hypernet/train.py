@@ -15,7 +15,7 @@ with the predicted LoRAs applied, and then every evaluation also logs recovery R
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -77,10 +77,10 @@ def network_config(m: HypernetModel, layers: list[LayerSpec], rank: int, text_di
     """The network a recipe's `model:` section describes, for a layer table and LoRA rank."""
     if m.dim % m.heads:
         raise P2EError(f"model.dim {m.dim} is not a multiple of model.heads {m.heads}")
-    return HypernetConfig(dim=m.dim, heads=m.heads, queries=m.queries, fusion_layers=m.fusion_layers, rank=rank,
-                          text_dim=text_dim, max_blocks=max(64, max(s.block for s in layers) + 1), tokenize=m.tokenize,
-                          conditioning=m.conditioning, design=m.design, feature_dim=m.feature_dim, head_dim=m.head_dim,
-                          gradient_checkpointing=m.gradient_checkpointing, prompt=m.prompt)
+    # the recipe's architecture keys are HypernetConfig's, by name (tests/unit/test_hypernet_model.py);
+    # `anchors` is a switch in the recipe and a count in the network (set by build_network)
+    shared = {f.name: getattr(m, f.name) for f in dataclasses.fields(m) if f.name != "anchors"}
+    return HypernetConfig(**shared, rank=rank, text_dim=text_dim, max_blocks=max(64, max(s.block for s in layers) + 1))
 
 
 def build_network(cfg: HypernetRecipe, layers: list[LayerSpec], rank: int, text_dim: int,
@@ -148,23 +148,25 @@ def evaluate(predict, source, targets: Targets, pairs: list[tuple[int, str]], ba
     return total / len(pairs)
 
 
-def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list[str], examples: list[Example],
-                   weights: list[torch.Tensor], text_encoder, run: Record | None,
-                   resume: dict[str, Any] | None, checkpoint,
-                   init: dict[str, torch.Tensor] | None = None) -> tuple[Hypernetwork, dict[str, Any]]:
-    """Train (or resume) the network, from `init`'s weights if given (a state dict of this recipe's
-    shape); return it and its metrics/history."""
-    from ..wan import base_config, layer_table
+@dataclass
+class LibrarySplit:
+    """Which library examples a run trains on, validates on and measures, and the (example index,
+    prompt) pairs of each measure. `examples` has the recipe's prompt changes applied (validation
+    paraphrases taken out, extra paraphrases added)."""
 
-    if not cfg.steps and not (init and cfg.flow.steps):
-        raise P2EError("the recipe trains nothing: steps is 0" + ("" if init else " and no init network is given"),
-                       hint="set steps > 0, or init=HYPERNET with flow.steps > 0")
+    examples: list[Example]
+    train: list[int]  # trained on
+    val: list[int]  # validation effects: train-split effects held back to choose settings by
+    held_back: dict[int, list[str]]  # validation paraphrases per train effect
+    pairs: list[tuple[int, str]]  # the training pairs
+    paraphrase_pairs: list[tuple[int, str]]
+    heldout_pairs: list[tuple[int, str]]  # held-out (test) effects: measured, never chosen by
+    val_pairs: list[tuple[int, str]]
+    unseen_pairs: list[tuple[int, str]]  # train effects' unseen paraphrases
 
-    table = {layer.name: layer for layer in layer_table(base_config(base), MODULE_TYPES)}
-    missing = [n for n in names if n not in table]
-    if missing:
-        raise P2EError(f"the library's LoRAs adapt layers base {base.name} does not have, e.g. {missing[0]}")
-    layers = layer_specs(table[n] for n in names)
+
+def split_library(cfg: HypernetRecipe, examples: list[Example]) -> LibrarySplit:
+    """The recipe's split of a canonical library (P2EError on a split that leaves nothing to train)."""
     train = [i for i, e in enumerate(examples) if e.split == "train"]
     if not train:
         raise P2EError("the library has no train-split effects to learn from")
@@ -207,6 +209,30 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
     heldout_pairs = [(i, examples[i].prompts[0]) for i, e in enumerate(examples) if e.split != "train"]
     val_pairs = [(i, examples[i].prompts[0]) for i in val]
     unseen_pairs = [(i, p) for i in train for p in examples[i].unseen_prompts]
+    return LibrarySplit(examples, train, val, held_back, pairs, paraphrase_pairs, heldout_pairs, val_pairs, unseen_pairs)
+
+
+def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list[str], examples: list[Example],
+                   weights: list[torch.Tensor], text_encoder, run: Record | None,
+                   resume: dict[str, Any] | None, checkpoint,
+                   init: dict[str, torch.Tensor] | None = None) -> tuple[Hypernetwork, dict[str, Any]]:
+    """Train (or resume) the network, from `init`'s weights if given (a state dict of this recipe's
+    shape); return it and its metrics/history."""
+    from ..wan import base_config, layer_table
+
+    if not cfg.steps and not (init and cfg.flow.steps):
+        raise P2EError("the recipe trains nothing: steps is 0" + ("" if init else " and no init network is given"),
+                       hint="set steps > 0, or init=HYPERNET with flow.steps > 0")
+
+    table = {layer.name: layer for layer in layer_table(base_config(base), MODULE_TYPES)}
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise P2EError(f"the library's LoRAs adapt layers base {base.name} does not have, e.g. {missing[0]}")
+    layers = layer_specs(table[n] for n in names)
+    split = split_library(cfg, examples)
+    examples, train, val, held_back = split.examples, split.train, split.val, split.held_back
+    pairs, paraphrase_pairs, heldout_pairs = split.pairs, split.paraphrase_pairs, split.heldout_pairs
+    val_pairs, unseen_pairs = split.val_pairs, split.unseen_pairs
     accelerator = make_accelerator(cfg.mixed_precision)
     rank_, world = accelerator.process_index, accelerator.num_processes
     device = accelerator.device  # targets and prompt embeddings live there (W0 stays put: the tokenizer moves each layer)

@@ -37,7 +37,7 @@ def test_delta_agreement_per_block_matches_dense():
 
 def test_a_recorded_recipe_matches_once_new_schema_keys_take_their_defaults():
     """eval ablations reuses a variant trained before the schema grew a key (at its default)."""
-    from p2e_cli.evaluation import same_recipe
+    from p2e_cli.ablations import same_recipe
     from p2e_cli.recipes import load_recipe, to_dict
 
     cfg = load_recipe("base", ["steps=500"], kind="hypernet")

@@ -160,3 +160,17 @@ def test_the_network_fits_distinct_targets_for_distinct_prompts():
         optimizer.step()
     with torch.no_grad():
         assert float(delta_nmse(net(w, text, mask), targets).max()) < 0.05
+
+
+def test_the_recipe_model_section_is_the_network_config():
+    """schemas.HypernetModel (the recipe's `model:`) names HypernetConfig's architecture keys with the
+    same defaults, so a recipe key reaches the network without a field-by-field copy."""
+    import dataclasses
+
+    from p2e_cli.hypernet.model import HypernetConfig
+    from p2e_cli.schemas import HypernetModel
+
+    network = {f.name: f.default for f in dataclasses.fields(HypernetConfig)}
+    for field in dataclasses.fields(HypernetModel):
+        if field.name != "anchors":  # a switch in the recipe, a count in the network
+            assert field.name in network and network[field.name] == HypernetModel().__getattribute__(field.name), field.name
