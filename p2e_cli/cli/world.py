@@ -31,21 +31,15 @@ def build(recipe: str = typer.Argument(..., help="World recipe: a file or a ship
     from ..registry import open_registry
     from ..wan import describe_base
     from ..world.build import build_world
+    from ..world.shipped import register_built
 
     config = load_recipe(recipe, set_, kind="world")
     reg = open_registry()
     target = out or reg.home / "worlds" / config.name
     target.mkdir(parents=True, exist_ok=True)
     path = build_world(config, target, resume=resume)
-    data = describe_base(path)
-    record = None
-    if register:
-        existing = reg.find("base", config.name)
-        if existing is not None:  # retired, not removed: LoRAs and hypernets made on it keep their parent
-            from ..world.shipped import retire
-
-            retire(reg, existing, f"rebuilt by p2e world build {config.name} at {path}")
-        record = reg.add("base", name=config.name, data={**data, "world_recipe": config.name})
+    record = register_built(reg, config.name, path) if register else None
+    data = record.data if record else describe_base(path)
     console.result({"path": str(path), "base": record.id if record else None, **data},
                    lambda: console.info(f"built world {config.name} at {path}"
                                         + (f", registered as base {config.name} ({record.id})" if record else "")))

@@ -61,6 +61,18 @@ def retire(reg: Registry, record: Record, why: str) -> Record:
     return reg.update(renamed.id, data={"retired": why, "shipped": False})
 
 
+def register_built(reg: Registry, name: str, path: Path) -> Record:
+    """Register a world that `p2e world build` just wrote as base `name`. A base of that name is
+    retired, not removed: LoRAs and hypernets made on it keep their parent."""
+    from ..wan import describe_base
+
+    data = describe_base(path)
+    existing = reg.find("base", name)
+    if existing is not None:
+        retire(reg, existing, f"rebuilt by p2e world build {name} at {path}")
+    return reg.add("base", name=name, data={**data, "world_recipe": name})
+
+
 def install_shipped(reg: Registry, name: str = "tiny") -> Record | None:
     """Register (or repair) the shipped world `name` as a base; None if it is not shipped. A base of
     that name registered from another shipped world (an upgrade of p2e) is retired first, so the new
