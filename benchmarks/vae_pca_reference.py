@@ -8,6 +8,12 @@ factors). This fits a PCA per block on train-photo neutral clips and keeps the t
 -- a linear codec with exactly that budget -- then prints its PSNR on the held-out neutral clips
 `p2e world eval` scores the VAE on (the same clips, the same PSNR). A VAE below this figure is
 limited by its training or architecture, not by its latent size.
+
+    python benchmarks/vae_pca_reference.py --corpus broad --effects --set vae.temporal_downsample=[true,false]
+
+With --effects the PCA is fit on the recipe's corpus (or --corpus) and also scored on every library
+effect's exact ground truth on the held-out identification photos (median / p10 / min over effects,
+as `p2e world eval` reports the VAE): what a linear codec of this budget keeps of the effects.
 """
 
 from __future__ import annotations
@@ -41,32 +47,64 @@ def main() -> None:
     parser.add_argument("--z", type=int, nargs="+", default=[16, 32], help="latent channels to keep")
     parser.add_argument("--recipe", default="world-tiny")
     parser.add_argument("--train-clips", type=int, default=256)
+    parser.add_argument("--corpus", default=None, help="fit on this corpus (neutral, broad; default: neutral)")
+    parser.add_argument("--effects", action="store_true", help="also score every library effect's ground truth")
+    parser.add_argument("--set", action="append", default=[], help="recipe override (repeatable)")
     args = parser.parse_args()
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe, args.set)
     config = make_vae(recipe).config  # the factors the world's own VAE is built with
     s, t = config.scale_factor_spatial, config.scale_factor_temporal
     if (recipe.frames - 1) % t:
         raise SystemExit(f"frames - 1 ({recipe.frames - 1}) is not a multiple of the temporal factor {t}")
     bank = photo_bank("train", 2 * recipe.size)
-    train = torch.cat([neutral_clips(bank, 32, recipe.frames, recipe.size, step_generator(recipe.seed, "pca", i))
+    from p2e_cli.world.change import corpus_clips
+
+    kind = args.corpus or "neutral"
+    train = torch.cat([corpus_clips(kind, bank, 32, recipe.frames, recipe.size, step_generator(recipe.seed, "pca", i))[0]
+                       if kind != "neutral" else
+                       neutral_clips(bank, 32, recipe.frames, recipe.size, step_generator(recipe.seed, "pca", i))
                        for i in range(args.train_clips // 32)])
     test = heldout_neutral_clips(8, recipe.frames, recipe.size)
-    print(f"{args.recipe}: {s}x spatial, {t}x temporal; PCA fit on {len(train)} train-photo clips, "
+    effects = effect_clips(recipe) if args.effects else None
+    print(f"{args.recipe}: {s}x spatial, {t}x temporal; PCA fit on {len(train)} train-photo {kind} clips, "
           f"scored on {len(test)} held-out clips")
     parts = []  # the causal first frame, then the blocks of later frames: (frames, step, mean, principal axes)
     for frames, step in ((slice(0, 1), 1), (slice(1, recipe.frames), t)):
         rows = to_blocks(train[:, :, frames], step, s)
         mean = rows.mean(0)
         parts.append((frames, step, mean, torch.linalg.svd(rows - mean, full_matrices=False).Vh))
-    for z in args.z:
-        recon = torch.empty_like(test)
+    def code(x: torch.Tensor, z: int) -> torch.Tensor:
+        recon = torch.empty_like(x)
         for frames, step, mean, axes in parts:
-            basis, part = axes[:z], test[:, :, frames]
+            basis, part = axes[:z], x[:, :, frames]
             coded = (to_blocks(part, step, s) - mean) @ basis.T @ basis + mean
             recon[:, :, frames] = from_blocks(coded, tuple(part.shape), step, s)
-        recon = recon.clamp(-1, 1)
+        return recon.clamp(-1, 1)
+
+    for z in args.z:
+        recon = code(test, z)
         print(f"z {z}: held-out PSNR {psnr(recon, test):.2f} dB (first frame {psnr(recon[:, :, :1], test[:, :, :1]):.2f}, "
               f"later frames {psnr(recon[:, :, 1:], test[:, :, 1:]):.2f})", flush=True)
+        if effects is not None:
+            from p2e_cli.identify import psnr_summary
+
+            per_effect = {name: psnr(code(x, z), x) for name, x in effects.items()}
+            figures = "  ".join(f"{k.removeprefix('vae_psnr_effects_')} {v:.2f}" for k, v in psnr_summary(per_effect).items())
+            print(f"z {z}: library effects (dB) {figures}", flush=True)
+
+
+def effect_clips(recipe) -> dict[str, torch.Tensor]:
+    """{effect: (photos, 3, T, H, W) in [-1, 1]}: every library effect on the identification photos."""
+    import numpy as np
+
+    from p2e_cli import effects as fx
+    from p2e_cli.identify import PHOTOS, candidates
+
+    out = {}
+    for i, name in enumerate(fx.effect_names()):
+        clips = np.stack([candidates(photo, recipe.size, recipe.frames)[i] for photo in PHOTOS])
+        out[name] = torch.from_numpy(clips).float().permute(0, 4, 1, 2, 3) / 127.5 - 1.0
+    return out
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ def canon(loras: Optional[List[str]] = typer.Argument(None, metavar="LORA",
         raise P2EError("give LoRAs or --all, not both")
     reg = open_registry()
     if all_:
-        from ..world.shipped import install_shipped_library
+        from ..world.shipped import install_shipped, install_shipped_library
 
+        install_shipped(reg)  # a fresh install registers the default world (tiny) first, and with it its library
         for base in reg.ls("base"):  # a shipped world's library joins the references on first need
             install_shipped_library(reg, base)
         specs = [LoraSpec(f"lora:{r.id}") for r in reg.ls("lora", "reference") if canonical_child(reg, r) is None]

@@ -371,6 +371,14 @@ def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, 
     for x, y in zip(raw_before, raw_after):  # the trained factors themselves, not only their product
         torch.testing.assert_close(y.factors[0][0], x.factors[0][0], atol=2e-3, rtol=2e-3)
 
+    # a fresh install where nothing has run yet: `p2e canon --all` registers the default world first
+    monkeypatch.setattr("p2e_cli.world.shipped.shipped_world", lambda name: shipped if name in ("micro", "tiny") else None)
+    monkeypatch.setenv("P2E_HOME", str(tmp_path / "fresh-default"))
+    set_home(None)
+    first = cli("canon", "--all", "--json")
+    assert first.code == 0 and len(first.json()) == 3, first.stderr
+    assert [b.name for b in open_registry().ls("base")] == ["tiny"]
+
 
 def test_shrinking_toward_the_library_mean_is_fit_on_validation_effects_and_saved(library, tmp_path):
     from p2e_cli.errors import P2EError
