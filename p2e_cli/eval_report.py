@@ -80,7 +80,8 @@ def plot_report(report: dict[str, Any], out) -> list:
             x = v["reference"]["fractions"]
             ax.plot(x, v["reference"]["w0"], color="tab:blue", lw=1.5, label="W0")
             ax.plot(x, v["reference"]["delta_left"], color="tab:red", lw=2, label="reference ΔW")
-            ax.plot(x, v["predicted"]["delta_left"], color="tab:green", lw=2, ls="--", label="predicted ΔW")
+            if v["predicted"] is not None:  # None: the network wrote zeros
+                ax.plot(x, v["predicted"]["delta_left"], color="tab:green", lw=2, ls="--", label="predicted ΔW")
             ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":")
             ax.set_title(f"{split} effects", fontsize=9)
             ax.set_xlabel("k / min(out, in)")
@@ -166,7 +167,7 @@ def results_markdown(report: dict[str, Any]) -> str:
     if report.get("spectrum"):
         lines += ["", "## Spectrum gap (k/n where ΔW reaches 50% / 90% of its energy in W0's top-k left subspace)", "",
                   "| split | reference k50 | predicted k50 | reference k90 | predicted k90 |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {split} | " + " | ".join(cell(v[kind][f"delta_left_{k}"]) for k in ("k50", "k90")
+        lines += [f"| {split} | " + " | ".join(cell((v[kind] or {}).get(f"delta_left_{k}")) for k in ("k50", "k90")
                                                  for kind in ("reference", "predicted")) + " |"
                   for split, v in report["spectrum"].items()]
     if report.get("finetune"):

@@ -181,7 +181,8 @@ def spectrum_gap(w0: dict[str, torch.Tensor], pairs: list[tuple[dict, dict]]) ->
     for kind, k in (("reference", 1), ("predicted", 0)):
         layers = [layer_spectrum(name, w, [(pair[k][name][0], pair[k][name][1], 1.0) for pair in pairs])
                   for name, w in w0.items()]
-        out[kind] = spectrum_summary([layer for layer in layers if layer is not None])
+        layers = [layer for layer in layers if layer is not None]
+        out[kind] = spectrum_summary(layers) if layers else None  # None: a side whose ΔW is zero everywhere
     return out
 
 

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from tests.wan_helpers import one_thread  # noqa: F401
+
 from p2e_cli.metrics import delta_agreement
 
 
@@ -66,3 +68,50 @@ def test_pooled_recovery_weighs_effects_by_their_loss_gap():
     no_gap = {"L0": 0.5, "L_ref": 0.6, "L_pred": 0.4}  # the reference is worse than the base: no R, left out
     assert _pooled_recovery(rows + [no_gap]) == _pooled_recovery(rows)
     assert _pooled_recovery([no_gap]) is None
+
+
+class _FixedGenerator:
+    """A stand-in hypernetwork for the evaluation: writes `table[prompt]` ({layer: (B, A)}), zeros for
+    any other prompt."""
+
+    precision = "float32"
+    meta = {"library": []}
+
+    def __init__(self, table, zeros, rank):
+        self.table, self.zeros, self.rank = table, zeros, rank
+
+    def __call__(self, prompts):
+        return [self.table.get(p, self.zeros) for p in prompts]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_recovery_from_the_real_evaluation_is_one_for_the_reference_and_zero_for_a_zero_lora(cli, micro_base, tmp_path):
+    """`p2e eval run`'s own code path (evaluation.evaluate): a 'prediction' that is the reference LoRA
+    recovers R = 1 and beats the misaligned control; a zero LoRA recovers R = 0."""
+    from p2e_cli import effects as fx
+    from p2e_cli.evaluation import EvalOptions, eval_prompt, evaluate
+    from p2e_cli.lora_io import LoraLayer, read_lora, write_lora
+    from p2e_cli.registry import open_registry
+    from p2e_cli.wan import base_config, layer_table
+
+    effects = ["melt", "invert"]
+    table = layer_table(base_config(micro_base))
+    for k, effect in enumerate(effects):
+        g = torch.Generator().manual_seed(k)
+        path = write_lora(tmp_path / f"{effect}.safetensors",
+                          {l.name: LoraLayer(torch.randn(2, l.in_features, generator=g) * 0.3,
+                                             torch.randn(l.out_features, 2, generator=g) * 0.3, 2.0) for l in table})
+        assert cli("lora", "import", path, "--name", effect, "--effect", effect, "--kind", "reference", "--base", "micro").code == 0
+    reg = open_registry()
+    refs = {e: read_lora(reg.path(reg.get(e, "lora").files["lora"])) for e in effects}
+    scaled = {e: {n: (l.B * l.scale, l.A) for n, l in lora.layers.items()} for e, lora in refs.items()}
+    zeros = {n: (torch.zeros_like(b), torch.zeros_like(a)) for n, (b, a) in scaled["melt"].items()}
+    oracle = _FixedGenerator({eval_prompt(fx.get_effect(e)): scaled[e] for e in effects}, zeros, 2)
+    options = EvalOptions(val_clips=1, render=False)
+    rows = evaluate(reg, micro_base, effects, oracle, options)["effects"]
+    for row in rows:
+        assert row["L0"] > row["L_ref"], row  # the references change the loss: R is defined
+        assert row["recovery"] == pytest.approx(1.0, abs=1e-6) and row["nmse"] == pytest.approx(0.0, abs=1e-9)
+        assert row["beats_misaligned"]
+    rows = evaluate(reg, micro_base, effects, _FixedGenerator({}, zeros, 2), options)["effects"]
+    assert [row["recovery"] for row in rows] == [pytest.approx(0.0, abs=1e-6)] * 2
