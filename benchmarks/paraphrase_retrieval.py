@@ -37,7 +37,7 @@ def main() -> None:
     from p2e_cli.hypernet.store import Generator
     from p2e_cli.hypernet.text import TextEncoder
     from p2e_cli.hypernet.train import Targets
-    from p2e_cli.metrics import delta_nmse
+    from p2e_cli.metrics import delta_nmse, delta_retrieval_ranks
     from p2e_cli.registry import open_registry
     from p2e_cli.catalog import resolve_base
 
@@ -59,18 +59,16 @@ def main() -> None:
         nearest, centroid = text_accuracy(text, sets[label], library)
         print(f"  MiniLM alone, {label}: nearest paraphrase {nearest:.2f}, nearest centroid {centroid:.2f}")
     targets = Targets(train)
-    k = len(train)
     for ref in args.hypernet:
         path, _ = resolve_hypernet(reg, ref, base)
         generate = Generator(path, base)
         for label, prompts in sets.items():
             out = generate(prompts)
             pred = [(torch.stack([o[name][0] for o in out]), torch.stack([o[name][1] for o in out])) for name in names]
-            nmse = torch.stack([delta_nmse(pred, [(b[j:j + 1].expand(k, -1, -1), a[j:j + 1].expand(k, -1, -1))
-                                                  for b, a in targets.layers]) for j in range(k)], 1)  # (prompt, reference)
-            own = float((nmse.argmin(1) == torch.arange(k)).float().mean())
-            print(f"  {ref or path.name}, {label}: own effect nearest {own:.2f}, "
-                  f"own ΔW NMSE median {st.median(nmse.diag().tolist()):.3f}")
+            ranks = delta_retrieval_ranks(pred, targets.layers)
+            own = delta_nmse(pred, targets.layers)
+            print(f"  {ref or path.name}, {label}: own effect nearest {float((ranks == 1).float().mean()):.2f}, "
+                  f"in the top 5 {float((ranks <= 5).float().mean()):.2f}, own ΔW NMSE median {st.median(own.tolist()):.3f}")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,19 @@ def delta_nmse(pred: list[tuple["torch.Tensor", "torch.Tensor"]], target: list[t
     return torch.stack(values).mean(0)
 
 
+def delta_retrieval_ranks(pred: list[tuple["torch.Tensor", "torch.Tensor"]],
+                          refs: list[tuple["torch.Tensor", "torch.Tensor"]]) -> "torch.Tensor":
+    """Prediction i is for effect i: the 1-based rank of reference i among all k references by ΔW NMSE
+    (delta_nmse) to prediction i, ties counted against it. Per layer, pred and refs are batched factors
+    (k, out, r), (k, r, in). A network that ignores the prompt ranks its own effect at random."""
+    import torch
+
+    k = pred[0][0].shape[0]
+    nmse = torch.stack([delta_nmse(pred, [(b[j:j + 1].expand(k, -1, -1), a[j:j + 1].expand(k, -1, -1)) for b, a in refs])
+                        for j in range(k)], 1)  # (prediction, reference)
+    return (nmse <= nmse.diagonal()[:, None]).sum(1)
+
+
 def block_label(layer: str) -> str:
     """The transformer block a layer name sits in ("blocks.3", "transformer_2.blocks.3"), or "other"."""
     match = re.match(r"(.*?blocks\.\d+)\.", layer)

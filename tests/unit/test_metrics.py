@@ -75,3 +75,27 @@ def test_identify_and_summarize_rank_real_ground_truth_first_and_a_still_render_
     assert summary["ref"]["heldout"]["groups"]["composition"]["top1"] == 1.0
     assert summary["base"]["all"]["top1"] == 0.0
     assert rows[0]["ident_base"]["nearest"] == ["still", "still"]
+
+
+def test_delta_retrieval_catches_a_network_that_writes_zeros_or_ignores_the_prompt():
+    """Retrieval (issue 30's test of a hypernetwork): prediction i must be nearest reference i. A
+    faithful but noisy network passes; one that writes zeros, or one LoRA for every prompt, fails."""
+    import torch
+
+    from p2e_cli.metrics import delta_retrieval_ranks
+
+    g = torch.Generator().manual_seed(0)
+    k, shapes = 40, [(24, 16), (16, 24), (32, 32)]
+    refs = [(torch.randn(k, o, 2, generator=g), torch.randn(k, 2, i, generator=g)) for o, i in shapes]
+
+    def top5(pred):
+        return float((delta_retrieval_ranks(pred, refs) <= 5).float().mean())
+
+    noisy = [(b + 0.3 * torch.randn(b.shape, generator=g), a + 0.3 * torch.randn(a.shape, generator=g)) for b, a in refs]
+    assert top5(refs) == 1.0 and top5(noisy) >= 0.9
+    zeros = [(torch.zeros_like(b), torch.zeros_like(a)) for b, a in refs]
+    assert top5(zeros) < 0.5  # every reference ties at NMSE 1: the own one counts last
+    same = [(b[:1].expand_as(b), a[:1].expand_as(a)) for b, a in noisy]  # one LoRA for every prompt
+    assert top5(same) < 0.5
+    shuffled = [(b.roll(1, 0), a.roll(1, 0)) for b, a in refs]  # every prompt gets its neighbour's LoRA
+    assert top5(shuffled) < 0.5
