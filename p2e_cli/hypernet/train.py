@@ -217,205 +217,241 @@ def train_hypernet(reg: Registry, cfg: HypernetRecipe, base: Record, names: list
                    resume: dict[str, Any] | None, checkpoint,
                    init: dict[str, torch.Tensor] | None = None) -> tuple[Hypernetwork, dict[str, Any]]:
     """Train (or resume) the network, from `init`'s weights if given (a state dict of this recipe's
-    shape); return it and its metrics/history."""
-    from ..wan import base_config, layer_table
-
+    shape); return it and its metrics/history. The phases: setup (HypernetTrainer), the ΔW steps and
+    the flow steps (HypernetTrainer.train), then the shrink fit and the gathered network (finish)."""
     if not cfg.steps and not (init and cfg.flow.steps):
         raise P2EError("the recipe trains nothing: steps is 0" + ("" if init else " and no init network is given"),
                        hint="set steps > 0, or init=HYPERNET with flow.steps > 0")
+    trainer = HypernetTrainer(reg, cfg, base, names, examples, weights, text_encoder, run, resume, checkpoint, init)
+    trainer.train()
+    return trainer.finish()
 
-    table = {layer.name: layer for layer in layer_table(base_config(base), MODULE_TYPES)}
-    missing = [n for n in names if n not in table]
-    if missing:
-        raise P2EError(f"the library's LoRAs adapt layers base {base.name} does not have, e.g. {missing[0]}")
-    layers = layer_specs(table[n] for n in names)
-    split = split_library(cfg, examples)
-    examples, train, val, held_back = split.examples, split.train, split.val, split.held_back
-    pairs, paraphrase_pairs, heldout_pairs = split.pairs, split.paraphrase_pairs, split.heldout_pairs
-    val_pairs, unseen_pairs = split.val_pairs, split.unseen_pairs
-    accelerator = make_accelerator(cfg.mixed_precision)
-    rank_, world = accelerator.process_index, accelerator.num_processes
-    device = accelerator.device  # targets and prompt embeddings live there (W0 stays put: the tokenizer moves each layer)
-    # the flow phase's base and clips; with it on, every evaluation also logs recovery R
-    flow = FlowData(reg, base, names, examples, cfg, device) if cfg.flow.steps else None
-    recovery_pairs = recovery_sets(examples, train, val, cfg.flow.recovery_effects, held_back) if flow else {}
-    texts = Texts(text_encoder, [p for _, p in pairs + heldout_pairs + val_pairs + unseen_pairs + paraphrase_pairs]
-                  + [p for group in recovery_pairs.values() for _, p in group])
-    rank = examples[0].factors[0][0].shape[1]
-    net = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train], texts)
-    if init is not None:
-        try:
-            net.load_state_dict(init)
-        except RuntimeError as e:
-            raise P2EError(f"init hypernetwork {cfg.init} does not have this recipe's model shape: {str(e).splitlines()[0]}",
-                           hint="use the recipe (model: section, shrink_rank) it was trained with") from e
 
-    targets = Targets(examples, device)
-    texts.to(device)
-    sharded = cfg.sharding == "fsdp" and world > 1
-    meta: dict[str, Any] = {"step": 0, "history": [], "validation_effects": [examples[i].effect for i in val]}
-    if resume is not None:
-        net.load_state_dict(resume["tensors"])
-        meta = resume["meta"]
-    if sharded:  # FSDP2: one shard unit per fusion layer (the bulk of a large network), the rest in the root
-        net = shard_fsdp(net, [layer for predictor in net.predictors for layer in predictor.fusion])
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    if not sharded:
-        net, optimizer = accelerator.prepare(net, optimizer)
-    if resume is not None:
-        load_optimizer_state(net, optimizer, resume["optimizer"], sharded)
-    model = net if sharded else accelerator.unwrap_model(net)
+class HypernetTrainer:
+    """One hypernetwork training run: the library split, the network, its optimizer under accelerate,
+    and the step functions of both objectives (the ΔW loss on the references, then the flow loss)."""
 
-    def predict(source, prompts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        embeds, mask = texts(prompts)
-        with accelerator.autocast():
-            pred = net(source, embeds, mask)
+    def __init__(self, reg: Registry, cfg: HypernetRecipe, base: Record, names: list[str], examples: list[Example],
+                 weights: list[torch.Tensor], text_encoder, run: Record | None, resume: dict[str, Any] | None,
+                 checkpoint, init: dict[str, torch.Tensor] | None):
+        from ..wan import base_config, layer_table
+
+        table = {layer.name: layer for layer in layer_table(base_config(base), MODULE_TYPES)}
+        missing = [n for n in names if n not in table]
+        if missing:
+            raise P2EError(f"the library's LoRAs adapt layers base {base.name} does not have, e.g. {missing[0]}")
+        self.cfg, self.run, self.checkpoint, self.weights, self.text_encoder = cfg, run, checkpoint, weights, text_encoder
+        self.layers = layer_specs(table[n] for n in names)
+        self.split = split = split_library(cfg, examples)
+        self.examples = split.examples
+        self.accelerator = accelerator = make_accelerator(cfg.mixed_precision)
+        self.rank_, self.world = accelerator.process_index, accelerator.num_processes
+        # targets and prompt embeddings live on the device (W0 stays put: the tokenizer moves each layer)
+        self.device = device = accelerator.device
+        # the flow phase's base and clips; with it on, every evaluation also logs recovery R
+        self.flow = FlowData(reg, base, names, self.examples, cfg, device) if cfg.flow.steps else None
+        self.recovery_pairs = (recovery_sets(self.examples, split.train, split.val, cfg.flow.recovery_effects, split.held_back)
+                               if self.flow else {})
+        self.texts = Texts(text_encoder, [p for _, p in split.pairs + split.heldout_pairs + split.val_pairs
+                                          + split.unseen_pairs + split.paraphrase_pairs]
+                           + [p for group in self.recovery_pairs.values() for _, p in group])
+        self.rank = self.examples[0].factors[0][0].shape[1]
+        net = build_network(cfg, self.layers, self.rank, text_encoder.dim, [self.examples[i] for i in split.train], self.texts)
+        if init is not None:
+            try:
+                net.load_state_dict(init)
+            except RuntimeError as e:
+                raise P2EError(f"init hypernetwork {cfg.init} does not have this recipe's model shape: {str(e).splitlines()[0]}",
+                               hint="use the recipe (model: section, shrink_rank) it was trained with") from e
+        self.targets = Targets(self.examples, device)
+        self.texts.to(device)
+        self.sharded = cfg.sharding == "fsdp" and self.world > 1
+        self.meta: dict[str, Any] = {"step": 0, "history": [], "validation_effects": [self.examples[i].effect for i in split.val]}
+        if resume is not None:
+            net.load_state_dict(resume["tensors"])
+            self.meta = resume["meta"]
+        if self.sharded:  # FSDP2: one shard unit per fusion layer (the bulk of a large network), the rest in the root
+            net = shard_fsdp(net, [layer for predictor in net.predictors for layer in predictor.fusion])
+        optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        if not self.sharded:
+            net, optimizer = accelerator.prepare(net, optimizer)
+        if resume is not None:
+            load_optimizer_state(net, optimizer, resume["optimizer"], self.sharded)
+        self.net, self.optimizer = net, optimizer
+        self.model = net if self.sharded else accelerator.unwrap_model(net)
+        self.weighted_prompts = cfg.paraphrase_mix > 0 or cfg.token_dropout > 0  # training prompts go through predict_rows
+        self.started_from_init = init is not None
+
+    # -- the network's forward passes ------------------------------------------------------------
+
+    def predict(self, source, prompts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        embeds, mask = self.texts(prompts)
+        with self.accelerator.autocast():
+            pred = self.net(source, embeds, mask)
         return [(b.float(), a.float()) for b, a in pred]
 
-    weighted_prompts = cfg.paraphrase_mix > 0 or cfg.token_dropout > 0  # training prompts go through predict_rows
-
-    def paraphrase_rows(batch: list[tuple[int, str]], step: int) -> list[list[tuple[str, float]]]:
+    def paraphrase_rows(self, batch: list[tuple[int, str]], step: int) -> list[list[tuple[str, float]]]:
         """Each (effect, prompt) as the prompt row it trains with, [(prompt, 1.0)]; with paraphrase_mix,
         that share of rows become [(prompt, λ), (another training paraphrase of the effect, 1 − λ)]
         (the target stays the effect's own), drawn from (seed, step)."""
+        cfg = self.cfg
         if not cfg.paraphrase_mix:
             return [[(p, 1.0)] for _, p in batch]
         g = torch.Generator().manual_seed(name_seed(cfg.seed, "paraphrase-mix", step))
         rows = []
         for e, p in batch:
-            others = [q for q in examples[e].prompts if q != p]
+            others = [q for q in self.examples[e].prompts if q != p]
             mix, pick, lam = torch.rand(3, generator=g).tolist()
             rows.append([(p, lam), (others[int(pick * len(others))], 1 - lam)] if others and mix < cfg.paraphrase_mix
                         else [(p, 1.0)])
         return rows
 
-    def predict_rows(source, rows: list[list[tuple[str, float]]], step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def predict_rows(self, source, rows: list[list[tuple[str, float]]], step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """predict() for a training step's rows of weighted prompts (Texts.weighted), each token but
         a row's first dropped with probability token_dropout (drawn from (seed, step))."""
-        embeds, token_weights = texts.weighted(rows)
-        if cfg.token_dropout:
-            g = torch.Generator().manual_seed(name_seed(cfg.seed, "token-dropout", step))
-            drop = torch.rand(token_weights.shape, generator=g) < cfg.token_dropout
+        embeds, token_weights = self.texts.weighted(rows)
+        if self.cfg.token_dropout:
+            g = torch.Generator().manual_seed(name_seed(self.cfg.seed, "token-dropout", step))
+            drop = torch.rand(token_weights.shape, generator=g) < self.cfg.token_dropout
             drop[:, 0] = False
             token_weights = token_weights * ~drop.to(token_weights.device)
-        with accelerator.autocast():
-            pred = net(source, embeds, token_weights)
+        with self.accelerator.autocast():
+            pred = self.net(source, embeds, token_weights)
         return [(b.float(), a.float()) for b, a in pred]
 
-    def batch_loss(batch: list[tuple[int, str]], g: torch.Generator, step: int) -> torch.Tensor:
+    # -- the two objectives ----------------------------------------------------------------------
+
+    def delta_loss(self, step: int) -> torch.Tensor:
+        """A ΔW-phase step's loss: a batch of (effect, training prompt) pairs drawn from (seed, step)."""
+        cfg, pairs = self.cfg, self.split.pairs
+        g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
+        batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()]
+        if cfg.mixup > 0 or self.weighted_prompts:
+            return self.mixed_loss(batch, g, step)
+        batch = batch[self.rank_::self.world]
+        pred = self.predict(self.weights, [p for _, p in batch])
+        return hypernet_loss(self.model, pred, self.targets.pick([e for e, _ in batch]), cfg)
+
+    def mixed_loss(self, batch: list[tuple[int, str]], g: torch.Generator, step: int) -> torch.Tensor:
         """The ΔW loss of a batch with mixup and paraphrase mixing. The first `mixup` share of the batch
         become mixtures λ·(effect, prompt) + (1 − λ)·(another pair): both prompts' tokens weighted λ,
         1 − λ, target ΔW = λ·ΔW₁ + (1 − λ)·ΔW₂. It teaches the network to move smoothly between
         effects in prompt space (held-out effects lie between train effects), where plain training
         memorised the train prompts. The rest are paraphrase_rows."""
-        n = round(cfg.mixup * len(batch))
+        pairs = self.split.pairs
+        n = round(self.cfg.mixup * len(batch))
         partners = [pairs[j] for j in torch.randint(len(pairs), (n,), generator=g).tolist()]
         lams = torch.rand(n, generator=g).tolist()
         rows = [([(p, lam), (p2, 1 - lam)], [(e, lam), (e2, 1 - lam)]) for (e, p), (e2, p2), lam in zip(batch, partners, lams)]
-        rows += [(text, [(e, 1.0)]) for (e, _), text in zip(batch[n:], paraphrase_rows(batch[n:], step))]
-        rows = rows[rank_::world]
-        pred = predict_rows(weights, [text for text, _ in rows], step)
-        target = targets.mixed([effects for _, effects in rows])
-        return hypernet_loss(model, pred, target, cfg, plain=torch.tensor([len(effects) == 1 for _, effects in rows], device=device))
+        rows += [(text, [(e, 1.0)]) for (e, _), text in zip(batch[n:], self.paraphrase_rows(batch[n:], step))]
+        rows = rows[self.rank_::self.world]
+        pred = self.predict_rows(self.weights, [text for text, _ in rows], step)
+        target = self.targets.mixed([effects for _, effects in rows])
+        plain = torch.tensor([len(effects) == 1 for _, effects in rows], device=self.device)
+        return hypernet_loss(self.model, pred, target, self.cfg, plain=plain)
 
-    def save(step: int) -> None:
-        if checkpoint is None and not sharded:
-            return
-        tensors, optimizer_state = full_state(net if sharded else model, optimizer, sharded)  # every process (FSDP)
-        if checkpoint is not None and accelerator.is_main_process:
-            checkpoint(tensors, optimizer_state, {**meta, "step": step})
-
-    def measure(step: int, loss: float | None) -> None:
-        model.eval()
-        # W0 encoded once for all three measures; a sharded network gathers its parameters only
-        # inside forward, so it encodes W0 there, per chunk of prompts
-        with torch.no_grad(), accelerator.autocast():
-            source = weights if sharded else model.encode_weights(weights)
-        row = {"step": step, "loss": loss, "heldout_nmse": evaluate(predict, source, targets, heldout_pairs),
-               "unseen_prompt_nmse": evaluate(predict, source, targets, unseen_pairs),
-               "train_nmse": evaluate(predict, source, targets, pairs[:: max(1, len(pairs) // 64)]),
-               "validation_nmse": evaluate(predict, source, targets, val_pairs),
-               "paraphrase_nmse": evaluate(predict, source, targets, paraphrase_pairs)}
-        if flow is not None:  # recovery R as p2e eval run measures it (L0 and L_ref cached in meta)
-            with torch.no_grad():
-                row.update(recoveries(flow, recovery_pairs, lambda prompts: predict(source, prompts),
-                                      lambda i: targets.pick([i]), meta.setdefault("flow_losses", {})))
-        model.train()
-        meta["history"].append(row)
-        console.info("step {step}: train ΔW nmse {t:.4f}, unseen paraphrases {u}, held-out effects {h}".format(
-            step=step, t=row["train_nmse"], u=_fmt(row["unseen_prompt_nmse"]), h=_fmt(row["heldout_nmse"]))
-            + (f", validation effects {row['validation_nmse']:.4f}" if val else "")
-            + (f", validation paraphrases {row['paraphrase_nmse']:.4f}" if paraphrase_pairs else "") + recovery_text(row))
-
-    def flow_loss(step: int) -> torch.Tensor:
+    def flow_loss(self, step: int) -> torch.Tensor:
         """A flow-phase step's loss: the samples' flow-matching loss through the base with their
         predicted LoRAs, plus anchor x the ΔW loss (hypernet/flow.py)."""
-        batch, latents, text, sigmas, noise = flow.batch(pairs, step - cfg.steps, rank_, world)
-        pred = (predict_rows(weights, paraphrase_rows(batch, step), step) if weighted_prompts
-                else predict(weights, [p for _, p in batch]))
-        loss = flow.loss(pred, latents, text, sigmas, noise)
+        cfg = self.cfg
+        batch, latents, text, sigmas, noise = self.flow.batch(self.split.pairs, step - cfg.steps, self.rank_, self.world)
+        pred = (self.predict_rows(self.weights, self.paraphrase_rows(batch, step), step) if self.weighted_prompts
+                else self.predict(self.weights, [p for _, p in batch]))
+        loss = self.flow.loss(pred, latents, text, sigmas, noise)
         if cfg.flow.anchor:
-            loss = loss + cfg.flow.anchor * hypernet_loss(model, pred, targets.pick([e for e, _ in batch]), cfg)
+            loss = loss + cfg.flow.anchor * hypernet_loss(self.model, pred, self.targets.pick([e for e, _ in batch]), cfg)
         return loss
 
-    total = cfg.steps + cfg.flow.steps
-    if init is not None and not meta["history"]:
-        measure(0, None)  # where the init network starts
-    net.train()
-    with console.progress("train hypernet", total=total) as advance, stop_at_step_boundary() as stop_requested:
-        advance(meta["step"])
-        for step in range(meta["step"], total):
-            if step == cfg.steps:  # a new objective: Adam's moments of the ΔW loss would misscale its steps
-                getattr(optimizer, "optimizer", optimizer).state.clear()
-            for group in optimizer.param_groups:
-                group["lr"] = (cosine_lr(step, cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps) if step < cfg.steps else
-                               cosine_lr(step - cfg.steps, cfg.flow.steps, cfg.flow.lr, cfg.flow.warmup_steps))
-            if step >= cfg.steps:
-                loss = flow_loss(step)
-            else:
-                g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
-                batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()]
-                if cfg.mixup > 0 or weighted_prompts:
-                    loss = batch_loss(batch, g, step)
-                else:
-                    batch = batch[rank_::world]
-                    pred = predict(weights, [p for _, p in batch])
-                    loss = hypernet_loss(model, pred, targets.pick([e for e, _ in batch]), cfg)
-            accelerator.backward(loss)
-            if sharded:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            else:
-                accelerator.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            meta["step"] = done
-            advance(loss=loss.item())
-            if done % cfg.eval_every == 0 or done in (cfg.steps, total):
-                measure(done, loss.item())
-            if stop_requested():
-                save(done)
-                console.info(f"interrupted: checkpoint saved at step {done}; continue with --resume {run.id if run else ''}")
-                raise KeyboardInterrupt
-            if done % cfg.checkpoint_every == 0 and done < total:
-                save(done)
-    if cfg.shrink_rank:
+    # -- checkpoints and measurements ------------------------------------------------------------
+
+    def save(self, step: int) -> None:
+        if self.checkpoint is None and not self.sharded:
+            return
+        tensors, optimizer_state = full_state(self.net if self.sharded else self.model, self.optimizer, self.sharded)  # every process (FSDP)
+        if self.checkpoint is not None and self.accelerator.is_main_process:
+            self.checkpoint(tensors, optimizer_state, {**self.meta, "step": step})
+
+    def measure(self, step: int, loss: float | None) -> None:
+        split, targets, model = self.split, self.targets, self.model
         model.eval()
-        with torch.no_grad():
-            source = model.encode_weights(weights)
-        meta["shrink"] = fit_shrink(model, targets, train, val_pairs, lambda prompts: predict(source, prompts))
-        final = lambda prompts: [truncate(b, a, rank) for b, a in model.shrunk(predict(source, prompts))]  # noqa: E731
-        meta["shrink"]["heldout_nmse"] = evaluate(lambda _, prompts: final(prompts), None, targets, heldout_pairs)
-        meta["shrink"]["validation_nmse"] = evaluate(lambda _, prompts: final(prompts), None, targets, val_pairs)
-        console.info("shrunk toward the library mean with alpha {alpha:.3f}: validation effects {v:.4f} (was {b:.4f}), "
-                     "held-out effects {h}".format(alpha=meta["shrink"]["alpha"], v=meta["shrink"]["validation_nmse"],
-                                                   b=meta["history"][-1]["validation_nmse"], h=_fmt(meta["shrink"]["heldout_nmse"])))
-    if sharded:  # the main process gets the whole network back (every process takes part in gathering it)
-        tensors, _ = full_state(net, optimizer, sharded)
-        if accelerator.is_main_process:
-            model = build_network(cfg, layers, rank, text_encoder.dim, [examples[i] for i in train])
-            model.load_state_dict(tensors)
-    return model.eval(), meta
+        # W0 encoded once for all the measures; a sharded network gathers its parameters only
+        # inside forward, so it encodes W0 there, per chunk of prompts
+        with torch.no_grad(), self.accelerator.autocast():
+            source = self.weights if self.sharded else model.encode_weights(self.weights)
+        row = {"step": step, "loss": loss, "heldout_nmse": evaluate(self.predict, source, targets, split.heldout_pairs),
+               "unseen_prompt_nmse": evaluate(self.predict, source, targets, split.unseen_pairs),
+               "train_nmse": evaluate(self.predict, source, targets, split.pairs[:: max(1, len(split.pairs) // 64)]),
+               "validation_nmse": evaluate(self.predict, source, targets, split.val_pairs),
+               "paraphrase_nmse": evaluate(self.predict, source, targets, split.paraphrase_pairs)}
+        if self.flow is not None:  # recovery R as p2e eval run measures it (L0 and L_ref cached in meta)
+            with torch.no_grad():
+                row.update(recoveries(self.flow, self.recovery_pairs, lambda prompts: self.predict(source, prompts),
+                                      lambda i: targets.pick([i]), self.meta.setdefault("flow_losses", {})))
+        model.train()
+        self.meta["history"].append(row)
+        console.info("step {step}: train ΔW nmse {t:.4f}, unseen paraphrases {u}, held-out effects {h}".format(
+            step=step, t=row["train_nmse"], u=_fmt(row["unseen_prompt_nmse"]), h=_fmt(row["heldout_nmse"]))
+            + (f", validation effects {row['validation_nmse']:.4f}" if split.val else "")
+            + (f", validation paraphrases {row['paraphrase_nmse']:.4f}" if split.paraphrase_pairs else "")
+            + recovery_text(row))
+
+    # -- the phases ------------------------------------------------------------------------------
+
+    def train(self) -> None:
+        """The ΔW steps (cfg.steps), then the flow steps (cfg.flow.steps), from where a resumed run stopped."""
+        cfg, meta, optimizer, accelerator = self.cfg, self.meta, self.optimizer, self.accelerator
+        total = cfg.steps + cfg.flow.steps
+        if self.started_from_init and not meta["history"]:
+            self.measure(0, None)  # where the init network starts
+        self.net.train()
+        with console.progress("train hypernet", total=total) as advance, stop_at_step_boundary() as stop_requested:
+            advance(meta["step"])
+            for step in range(meta["step"], total):
+                if step == cfg.steps:  # a new objective: Adam's moments of the ΔW loss would misscale its steps
+                    getattr(optimizer, "optimizer", optimizer).state.clear()
+                for group in optimizer.param_groups:
+                    group["lr"] = (cosine_lr(step, cfg.steps, cfg.optim.lr, cfg.optim.warmup_steps) if step < cfg.steps else
+                                   cosine_lr(step - cfg.steps, cfg.flow.steps, cfg.flow.lr, cfg.flow.warmup_steps))
+                loss = self.flow_loss(step) if step >= cfg.steps else self.delta_loss(step)
+                accelerator.backward(loss)
+                if self.sharded:
+                    torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+                else:
+                    accelerator.clip_grad_norm_(self.net.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                done = step + 1
+                meta["step"] = done
+                advance(loss=loss.item())
+                if done % cfg.eval_every == 0 or done in (cfg.steps, total):
+                    self.measure(done, loss.item())
+                if stop_requested():
+                    self.save(done)
+                    console.info(f"interrupted: checkpoint saved at step {done}; continue with --resume {self.run.id if self.run else ''}")
+                    raise KeyboardInterrupt
+                if done % cfg.checkpoint_every == 0 and done < total:
+                    self.save(done)
+
+    def finish(self) -> tuple[Hypernetwork, dict[str, Any]]:
+        """The shrink fit (shrink_rank), and the whole network on the main process (FSDP gathers it)."""
+        cfg, meta, model, split, targets = self.cfg, self.meta, self.model, self.split, self.targets
+        if cfg.shrink_rank:
+            model.eval()
+            with torch.no_grad():
+                source = model.encode_weights(self.weights)
+            meta["shrink"] = fit_shrink(model, targets, split.train, split.val_pairs, lambda prompts: self.predict(source, prompts))
+            final = lambda prompts: [truncate(b, a, self.rank) for b, a in model.shrunk(self.predict(source, prompts))]  # noqa: E731
+            meta["shrink"]["heldout_nmse"] = evaluate(lambda _, prompts: final(prompts), None, targets, split.heldout_pairs)
+            meta["shrink"]["validation_nmse"] = evaluate(lambda _, prompts: final(prompts), None, targets, split.val_pairs)
+            console.info("shrunk toward the library mean with alpha {alpha:.3f}: validation effects {v:.4f} (was {b:.4f}), "
+                         "held-out effects {h}".format(alpha=meta["shrink"]["alpha"], v=meta["shrink"]["validation_nmse"],
+                                                       b=meta["history"][-1]["validation_nmse"], h=_fmt(meta["shrink"]["heldout_nmse"])))
+        if self.sharded:  # the main process gets the whole network back (every process takes part in gathering it)
+            tensors, _ = full_state(self.net, self.optimizer, self.sharded)
+            if self.accelerator.is_main_process:
+                model = build_network(cfg, self.layers, self.rank, self.text_encoder.dim, [self.examples[i] for i in split.train])
+                model.load_state_dict(tensors)
+        return model.eval(), meta
 
 
 @torch.no_grad()
