@@ -117,3 +117,17 @@ def canonicalize_one(reg: Registry, source: ResolvedLora, output: Path | None) -
         _write(canonical, check_output_path(output), source, [record.id])
         entry["output"] = str(output)
     return entry
+
+
+def canonicalize_references(reg: Registry, base: Record) -> list[dict[str, Any]]:
+    """Canonicalize every reference LoRA of `base` that has no canonical form yet, after registering a
+    shipped world's library: what `p2e canon --all` does for one base (seconds on the tiny world)."""
+    from .records import is_on
+    from .render import LoraSpec, resolve_lora
+    from .world.shipped import install_shipped_library
+
+    install_shipped_library(reg, base)
+    todo = [r for r in reg.ls("lora", "reference") if is_on(r, base) and canonical_child(reg, r) is None]
+    if todo:
+        console.info(f"canonicalizing {len(todo)} reference LoRA(s) of base {base.name or base.id} first (p2e canon --all)")
+    return [canonicalize_one(reg, resolve_lora(LoraSpec(f"lora:{r.id}"), reg), None) for r in console.track(todo, "canonicalizing")]

@@ -508,6 +508,7 @@ def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record | Non
     from ..training import distributed_state
     from ..catalog import resolve_base
     from ..wan import base_path
+    from ..lora_store import canonicalize_references
     from .library import canonical_library, describe
     from .store import save_hypernet
     from .text import TextEncoder
@@ -525,6 +526,7 @@ def run_training(cfg: HypernetRecipe, resume: str | None = None) -> Record | Non
             raise P2EError(f"run {run.id} already finished", hint="start a new run instead of --resume")
         cfg = parse_recipe(run.data["recipe"], origin="the run's recipe")
     base = resolve_base(cfg.base)
+    canonicalize_references(reg, base)  # a fresh install: the shipped library, canonicalized here
     names, examples = canonical_library(reg, base, cfg.target)
     if run is not None and [e.record for e in examples] != run.data["library"]:
         raise P2EError(f"the canonical library changed since run {run.id} started", hint="start a new run")

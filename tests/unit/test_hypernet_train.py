@@ -378,6 +378,12 @@ def test_a_packed_library_ships_beside_a_world_and_registers_as_references(cli, 
     first = cli("canon", "--all", "--json")
     assert first.code == 0 and len(first.json()) == 3, first.stderr
     assert [b.name for b in open_registry().ls("base")] == ["tiny"]
+    # ... and `p2e train hypernet` there canonicalizes the shipped library itself (the README's third line)
+    monkeypatch.setenv("P2E_HOME", str(tmp_path / "fresh-train"))
+    set_home(None)
+    trained = cli("train", "hypernet", "base", *[f"--set={o}" for o in OVERRIDES if o != "base=micro"], "--set=steps=1")
+    assert trained.code == 0, trained.stderr
+    assert len(open_registry().ls("lora", "canonical")) == 3
 
 
 def test_shrinking_toward_the_library_mean_is_fit_on_validation_effects_and_saved(library, tmp_path):
