@@ -8,10 +8,13 @@ same way: `base` is the base record's *id* (never its name, which a retired worl
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .registry import FileRef, Record, Registry
+from .errors import P2EError
+from .registry import ID_LEN, FileRef, Record, Registry
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,18 @@ class LoraData:
     prompt: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # per-subkind facts (val_loss, run, hypernet, ...)
 
+    def __post_init__(self) -> None:
+        """Refuse what no reader could use, naming the field (a bug in the writer, not user input)."""
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise P2EError(f"LoRA record rank must be a positive integer, got {self.rank!r}")
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
+            raise P2EError(f"LoRA record alpha must be a positive number, got {self.alpha!r}")
+        if self.base is not None and not re.fullmatch(rf"[0-9a-f]{{{ID_LEN}}}", str(self.base)):
+            raise P2EError(f"LoRA record base must be a base record's id, got {self.base!r}")
+        overlap = set(self.extra) & {f.name for f in fields(self)}
+        if overlap:
+            raise P2EError(f"LoRA record extra repeats typed field(s): {', '.join(sorted(overlap))}")
+
     @classmethod
     def on(cls, base: Record | None, rank: int, alpha: float, **kwargs: Any) -> "LoraData":
         """LoRA data for `base` (or none): its id and layer table. Unknown keywords go to `extra`."""
@@ -35,6 +50,7 @@ class LoraData:
 
     @classmethod
     def of(cls, record: Record) -> "LoraData":
+        """The typed view of a LoRA record's data (validated as on writing)."""
         known = {f.name for f in fields(cls)} - {"extra"}
         data = record.data
         return cls(rank=data.get("rank"), alpha=data.get("alpha"), **{k: data.get(k) for k in known - {"rank", "alpha"}},

@@ -48,7 +48,8 @@ def canon(loras: Optional[List[str]] = typer.Argument(None, metavar="LORA",
     if all_:
         from ..world.shipped import install_shipped, install_shipped_library
 
-        install_shipped(reg)  # a fresh install registers the default world (tiny) first, and with it its library
+        if not reg.ls("base"):  # a fresh install: the default world (tiny) first, and with it its library
+            install_shipped(reg)
         for base in reg.ls("base"):  # a shipped world's library joins the references on first need
             install_shipped_library(reg, base)
         specs = [LoraSpec(f"lora:{r.id}") for r in reg.ls("lora", "reference") if canonical_child(reg, r) is None]

@@ -108,3 +108,14 @@ def test_a_manifest_reference_is_skipped_by_train_all_and_measured_by_finetune(c
 
     vague = cli("finetune", "--init", lora_file(tmp_path / "vague.safetensors", 2, "quarterly revenue grew"), "--base", "micro")
     assert vague.code == 2 and "cannot tell which effect" in vague.stderr and "name the EFFECT" in " ".join(vague.stderr.split())
+
+
+def test_lora_data_refuses_what_no_reader_could_use():
+    from p2e_cli.errors import P2EError
+
+    good = LoraData(rank=4, alpha=4.0, base="0123456789ab", effect="melt")
+    assert good.to_dict()["base"] == "0123456789ab"
+    for bad in ({"rank": 0, "alpha": 1.0}, {"rank": 2.5, "alpha": 1.0}, {"rank": 2, "alpha": float("nan")},
+                {"rank": 2, "alpha": 2.0, "base": "tiny"}, {"rank": 2, "alpha": 2.0, "extra": {"rank": 3}}):
+        with pytest.raises(P2EError):
+            LoraData(**bad)
