@@ -29,8 +29,9 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
             "ident_ref_train": top1("ref", "train"), "ident_ref_heldout": top1("ref", "heldout"),
             "ident_pred_train": top1("pred", "train"), "ident_pred_heldout": top1("pred", "heldout"),
             "ident_base": top1("base", "all"),
+            **{f"beats_{control}_{split}": summary.get(split, {}).get(f"beats_{control}")
+               for control in ("misaligned", "opposite", "mean") for split in ("train", "heldout")},
             **{k: v for k, v in report.get("vae_psnr", {}).items() if k != "per_effect"}}
-
 
 
 def plot_report(report: dict[str, Any], out) -> list:
@@ -96,17 +97,14 @@ def plot_report(report: dict[str, Any], out) -> list:
     return written
 
 
-
 def _median(values: list[Any]) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
 
 
-
 def _fraction(values: list[Any]) -> float | None:
     values = [v for v in values if v is not None]
     return sum(bool(v) for v in values) / len(values) if values else None
-
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -123,6 +121,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             s.update(recovery_median=_median([r["recovery"] for r in part]), recovery_pooled=pooled_recovery(part),
                      nmse_median=_median([r["nmse"] for r in part]), cosine_median=_median([r["cosine"] for r in part]),
                      beats_misaligned=_fraction([r["beats_misaligned"] for r in part]),
+                     beats_opposite=_fraction([r.get("beats_opposite") for r in part]),
                      beats_random=_fraction([r["beats_random"] for r in part]),
                      beats_mean=_fraction([r.get("beats_mean") for r in part]),
                      recovery_mean_median=_median([r.get("recovery_mean") for r in part]),
@@ -131,7 +130,6 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                      nmse_block_medians={b: _median([r["nmse_blocks"][b] for r in part]) for b in part[0]["nmse_blocks"]})
         out[split] = s
     return out
-
 
 
 def results_markdown(report: dict[str, Any]) -> str:
@@ -175,12 +173,12 @@ def results_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Fine-tune speedup", "", "| effect | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
         lines += [f"| {r['effect']} | " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in report["finetune"]]
     cols = [c for c in ("split", "L0", "L_ref", "L_pred", "ref_ratio", "recovery", "nmse", "cosine", "L_misaligned",
-                        "L_random", "L_mean", "recovery_mean", "mse_base", "mse_ref", "mse_pred") if c in report["effects"][0]]
+                        "L_random", "L_opposite", "L_mean", "recovery_mean", "mse_base", "mse_ref", "mse_pred")
+            if any(c in r for r in report["effects"])]
     lines += ["", "## Per effect", "", "| effect | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
     for r in report["effects"]:
         lines.append(f"| {r['effect']} | " + " | ".join(cell(r.get(c)) for c in cols) + " |")
     return "\n".join(lines) + "\n"
-
 
 
 def cell(value: Any) -> str:

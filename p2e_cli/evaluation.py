@@ -4,10 +4,11 @@ For each library effect with a reference LoRA on the base, on clips of held-out 
 - validation flow-matching losses with fixed noise and timesteps (training.validation_loss):
   L0 (bare base), L_ref (reference LoRA), and with a hypernetwork L_pred (its LoRA for an unseen
   paraphrase, or for a held-out effect's prompt), recovery R = (L0 - L_pred) / (L0 - L_ref), and
-  three controls: the LoRA generated from another effect's prompt (misaligned), from a random
-  string, and the prompt-blind mean of the train library's references (what a network ignoring
-  the prompt could at best write); the right prompt's LoRA must beat them, or the hypernetwork
-  is not reading the prompt;
+  four controls: the LoRA generated from another effect's prompt (misaligned), from a random
+  string, from the same prompt with its direction / sense / colour word swapped (opposite, where it
+  has one: effects/opposites.py), and the prompt-blind mean of the train library's references
+  (what a network ignoring the prompt could at best write); the right prompt's LoRA must beat
+  them, or the hypernetwork is not reading the prompt;
 - ΔW agreement of predicted vs reference: NMSE and cosine over all layers, NMSE per block, and
   the spectrum gap (where each puts its energy in W0's singular basis);
 - render alignment: MSE to the procedural ground truth of clips rendered from the held-out photo's
@@ -31,14 +32,15 @@ from . import effects as fx
 from .catalog import effect_references
 from .errors import P2EError
 from .lora_io import read_lora
+from .effects.opposites import opposite_prompt
 from .eval_report import cell, summarize
 from .metrics import delta_agreement, recovery
 from .registry import Record, Registry
 
 RANDOM_PROMPT = "qorvex plimb taduk snerf"  # a fixed random string: the no-information control
 LIBRARY_MEAN = "<mean of the hypernetwork's train library>"  # the prompt-blind control: not a prompt, one LoRA for all
-SLOTS = ("ref", "pred", "misaligned", "random", "mean")
-CONTROLS = ("misaligned", "random", "mean")
+SLOTS = ("ref", "pred", "misaligned", "random", "mean", "opposite")
+CONTROLS = ("misaligned", "random", "mean", "opposite")
 
 
 @dataclass
@@ -115,6 +117,9 @@ def evaluate(reg: Registry, base: Record, effects: list[str], generator=None,
         prompts = {e.name: {"pred": eval_prompt(e),
                             "misaligned": spec[(i + 1) % len(spec)].prompts[0] if len(spec) > 1 else RANDOM_PROMPT,
                             "random": RANDOM_PROMPT} for i, e in enumerate(spec)}
+        for e in spec:  # the same prompt with its direction / sense / colour word swapped, where it has one
+            if (opposite := opposite_prompt(eval_prompt(e))) is not None:
+                prompts[e.name]["opposite"] = opposite
         wanted = sorted({p for v in prompts.values() for p in v.values()})
         predicted = dict(zip(wanted, generator(wanted)))
         mean = library_mean(reg, base, [effect for effect, _ in generator.meta["library"]], rank)
@@ -216,6 +221,8 @@ def _one(reg, base, pipe, effect, ref_record, ref_lora, prompts, predicted, laye
         row["prompts"] = prompts
         row["beats_misaligned"] = row["L_pred"] < row["L_misaligned"]
         row["beats_random"] = row["L_pred"] < row["L_random"]
+        if "opposite" in factors:
+            row["beats_opposite"] = row["L_pred"] < row["L_opposite"]
         if "mean" in factors:
             row["recovery_mean"] = recovery(row["L0"], row["L_mean"], row["L_ref"])
             row["beats_mean"] = row["L_pred"] < row["L_mean"]

@@ -94,7 +94,7 @@ def test_recovery_from_the_real_evaluation_is_one_for_the_reference_and_zero_for
     from p2e_cli.registry import open_registry
     from p2e_cli.wan import base_config, layer_table
 
-    effects = ["melt", "invert"]
+    effects = ["melt", "slide-left"]  # slide-left's prompt has an opposite ("... drifts right ...")
     table = layer_table(base_config(micro_base))
     for k, effect in enumerate(effects):
         g = torch.Generator().manual_seed(k)
@@ -113,5 +113,19 @@ def test_recovery_from_the_real_evaluation_is_one_for_the_reference_and_zero_for
         assert row["L0"] > row["L_ref"], row  # the references change the loss: R is defined
         assert row["recovery"] == pytest.approx(1.0, abs=1e-6) and row["nmse"] == pytest.approx(0.0, abs=1e-9)
         assert row["beats_misaligned"]
+    assert [row.get("beats_opposite") for row in rows] == [None, True]  # melt's prompt has no direction word
     rows = evaluate(reg, micro_base, effects, _FixedGenerator({}, zeros, 2), options)["effects"]
     assert [row["recovery"] for row in rows] == [pytest.approx(0.0, abs=1e-6)] * 2
+
+
+def test_opposite_prompts_swap_direction_sense_and_colour_words():
+    from p2e_cli.effects.opposites import opposite_prompt
+
+    assert opposite_prompt("the image spins clockwise") == "the image spins counter-clockwise"
+    assert opposite_prompt("the frame twirls in the direction of a clock's hands") == "the frame twirls anticlockwise"
+    assert opposite_prompt("zooming in quickly") == "zooming out quickly"
+    assert opposite_prompt("the content drifts left, then up") == "the content drifts right, then down"
+    assert opposite_prompt("everything turns orange") == "everything turns blue"
+    # no direction word, or one that means none: no opposite
+    assert opposite_prompt("melting into liquid") is None and opposite_prompt("waving up and down") is None
+    assert opposite_prompt("it somersaults to hang upside down") is None
