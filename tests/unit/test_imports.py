@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "p2e_cli"
-LOW = ("p2e_cli.registry", "p2e_cli.wan", "p2e_cli.lora_io", "p2e_cli.canon", "p2e_cli.effects", "p2e_cli.hypernet.model")
-HIGH = ("p2e_cli.cli", "p2e_cli.world", "p2e_cli.catalog", "p2e_cli.lora_jobs")
+LOW = ("p2e_cli.registry", "p2e_cli.records", "p2e_cli.wan", "p2e_cli.lora_io", "p2e_cli.canon", "p2e_cli.effects",
+       "p2e_cli.hypernet.model", "p2e_cli.metrics")
+HIGH = ("p2e_cli.cli", "p2e_cli.world", "p2e_cli.catalog", "p2e_cli.lora_jobs", "p2e_cli.lora_store", "p2e_cli.evaluation",
+        "p2e_cli.ablations")
 
 
 def modules(root: Path = ROOT) -> dict[str, Path]:
