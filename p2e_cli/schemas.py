@@ -171,6 +171,12 @@ class HypernetFlow:
     clips_per_effect: int = bounded(32, 1, 100_000)  # training clips (train photos), as the library trained on
     val_clips: int = bounded(4, 1, 10_000)  # held-out-photo clips per effect for R (as p2e eval run)
     recovery_effects: int = bounded(8, 0, 100_000)  # train effects whose R (unseen paraphrase) is logged
+    # the effect space (effects/space.py, issue 30): this many sampled effects join the phase, each with
+    # `space_clips` train-photo clips; `space_share` of every batch comes from them (flow loss only: a
+    # sampled effect has no reference to anchor to). 0: the library alone
+    space_effects: int = bounded(0, 0, 1_000_000)
+    space_clips: int = bounded(2, 1, 1000)
+    space_share: float = bounded(0.5, 0.0, 1.0)
 
 
 @dataclass

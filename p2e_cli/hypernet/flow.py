@@ -57,19 +57,29 @@ class FlowData:
         encode_all(reg, base, pipe, data)
         self.clips = [Clips(*load_encoded(reg, base, d.train), *load_encoded(reg, base, d.val)) for d in data]
         self.effects = [e.effect for e in examples]
+        self.space, self.space_clips = space_clips(reg, base, pipe, cfg, settings) if cfg.flow.space_effects else ([], None)
         # one adapter slot per layer, used only through `supplied` (its own A, B never train)
         self.layers = adapters.inject(self.transformer, names, [cfg.seed], 1, 1.0)
         self.transformer.requires_grad_(False)
 
     def batch(self, pairs: list[tuple[int, str]], step: int, rank: int = 0, world: int = 1):
         """The samples of the flow phase's step `step`, drawn from (seed, step): (pairs, latents,
-        text, sigmas, noise); this process takes every world-th one."""
+        text, sigmas, noise); this process takes every world-th one. With the effect space on, the
+        last `space_share` of the batch are sampled effects, their pairs (None, prompt)."""
         n = self.cfg.flow.batch_size
+        n_space = round(self.cfg.flow.space_share * n) if self.space else 0
         g = torch.Generator().manual_seed(name_seed(self.cfg.seed, "hypernet-flow", step))
-        picked = [pairs[j] for j in torch.randint(len(pairs), (n,), generator=g).tolist()]
+        picked = [pairs[j] for j in torch.randint(len(pairs), (n - n_space,), generator=g).tolist()]
         clips = [torch.randint(len(self.clips[e].latents), (1,), generator=g).item() for e, _ in picked]
-        latents = torch.stack([self.clips[e].latents[c] for (e, _), c in zip(picked, clips)]).float()
-        text = torch.stack([self.clips[e].text[c] for (e, _), c in zip(picked, clips)]).float()
+        latents = [self.clips[e].latents[c] for (e, _), c in zip(picked, clips)]
+        text = [self.clips[e].text[c] for (e, _), c in zip(picked, clips)]
+        for _ in range(n_space):
+            j, p, c = (torch.randint(k, (1,), generator=g).item()
+                       for k in (len(self.space), len(self.space[0].prompts), self.cfg.flow.space_clips))
+            picked.append((None, self.space[j].prompts[p]))
+            latents.append(self.space_clips.latents[j * self.cfg.flow.space_clips + c])
+            text.append(self.space_clips.text[j * self.cfg.flow.space_clips + c])
+        latents, text = torch.stack(latents).float(), torch.stack(text).float()
         sigmas = shifted_sigmas(torch.rand(n, generator=g), self.shift)
         noise = torch.randn(latents.shape, generator=g)
         mine = slice(rank, None, world)
@@ -91,6 +101,36 @@ class FlowData:
 
         return validation_loss(self.transformer, clips.val_latents, clips.val_text, f"eval/{self.effects[example]}",
                                before=before if factors is not None else None)
+
+
+def space_clips(reg: Registry, base: Record, pipe, cfg: HypernetRecipe, settings) -> tuple[list, Clips]:
+    """The first `flow.space_effects` effects of the effect space and their encoded train-photo clips
+    (`flow.space_clips` each, effect-major), rendered and encoded once per base and cached."""
+    from ..curate import synth_clip
+    from ..effects.space import sample_effect
+    from ..encode import encode_latents, encode_texts, to_video_tensor
+
+    f = cfg.flow
+    effects = [sample_effect(seed) for seed in range(f.space_effects)]
+    width, height = settings["size"]
+    path = reg.folder("cache", "space") / f"{base.id}-{f.space_effects}x{f.space_clips}-{cfg.seed}-{settings['frames']}x{height}x{width}.pt"
+    if path.is_file():
+        cached = torch.load(path, weights_only=True)  # our own cache: tensors only
+        return effects, Clips(cached["latents"], cached["text"], cached["latents"][:0], cached["text"][:0])
+    latents, text = [], []
+    with console.progress("effect space clips", total=len(effects)) as advance:
+        for effect in effects:
+            made = [synth_clip(effect, i, cfg.seed, settings["frames"], (height, width)) for i in range(f.space_clips)]
+            videos = torch.stack([to_video_tensor(clip, settings) for clip, _ in made])
+            latents.append(encode_latents(pipe, videos).half())
+            text.append(encode_texts(pipe, [data["caption"] for _, data in made], settings["max_sequence_length"]).half())
+            advance()
+    latents, text = torch.cat(latents), torch.cat(text)
+    from ..files import atomic_write
+
+    with atomic_write(path) as tmp:
+        torch.save({"latents": latents, "text": text}, tmp)
+    return effects, Clips(latents, text, latents[:0], text[:0])
 
 
 GROUPS = ("unseen", "paraphrase", "validation", "heldout")  # the groups whose R is logged (recovery_sets)

@@ -254,7 +254,8 @@ class HypernetTrainer:
                                if self.flow else {})
         self.texts = Texts(text_encoder, [p for _, p in split.pairs + split.heldout_pairs + split.val_pairs
                                           + split.unseen_pairs + split.paraphrase_pairs]
-                           + [p for group in self.recovery_pairs.values() for _, p in group])
+                           + [p for group in self.recovery_pairs.values() for _, p in group]
+                           + [p for e in (self.flow.space if self.flow else []) for p in e.prompts])
         self.rank = self.examples[0].factors[0][0].shape[1]
         net = build_network(cfg, self.layers, self.rank, text_encoder.dim, [self.examples[i] for i in split.train], self.texts)
         if init is not None:
@@ -300,7 +301,7 @@ class HypernetTrainer:
         g = torch.Generator().manual_seed(name_seed(cfg.seed, "paraphrase-mix", step))
         rows = []
         for e, p in batch:
-            others = [q for q in self.examples[e].prompts if q != p]
+            others = [q for q in self.examples[e].prompts if q != p] if e is not None else []  # None: a sampled effect
             mix, pick, lam = torch.rand(3, generator=g).tolist()
             rows.append([(p, lam), (others[int(pick * len(others))], 1 - lam)] if others and mix < cfg.paraphrase_mix
                         else [(p, 1.0)])
@@ -358,8 +359,11 @@ class HypernetTrainer:
         pred = (self.predict_rows(self.weights, self.paraphrase_rows(batch, step), step) if self.weighted_prompts
                 else self.predict(self.weights, [p for _, p in batch]))
         loss = self.flow.loss(pred, latents, text, sigmas, noise)
-        if cfg.flow.anchor:
-            loss = loss + cfg.flow.anchor * hypernet_loss(self.model, pred, self.targets.pick([e for e, _ in batch]), cfg)
+        library = [k for k, (e, _) in enumerate(batch) if e is not None]  # sampled effects have no reference
+        if cfg.flow.anchor and library:
+            anchored = [(b[library], a[library]) for b, a in pred]
+            anchor = hypernet_loss(self.model, anchored, self.targets.pick([batch[k][0] for k in library]), cfg)
+            loss = loss + cfg.flow.anchor * anchor * len(library) / len(batch)
         return loss
 
     # -- checkpoints and measurements ------------------------------------------------------------
