@@ -277,6 +277,75 @@ def lora_validation_loss(effect: str, lora: LoraFile, cfg: LoraRecipe) -> float:
     return evaluate(pipe.transformer, layers, [s], weight=1.0)[0]
 
 
+def finetune_lora(reg: Registry, source, effect: str | None, *, clips: Path | None = None, recipe: str = "lora",
+                  overrides: list[str] = (), name: str | None = None, out: Path | None = None) -> dict[str, Any]:
+    """`p2e finetune`: train a LoRA of kind finetuned starting from `source` (a render.ResolvedLora; its
+    rank and alpha become the recipe's). The effect: `effect`, else `clips`' folder name (the clips are
+    ingested first), else the one the init's prompt names (catalog.infer_effect, said before training).
+    Returns the result, with the effect's reference loss on the same clips and the first validation step
+    that reached it."""
+    from .catalog import effect_references, infer_effect
+    from .lora_io import read_lora
+    from .recipes import load_recipe
+
+    lora = source.lora
+    alphas = {layer.alpha for layer in lora.layers.values()}
+    if len(lora.ranks) != 1 or len(alphas) != 1:
+        raise P2EError(f"--init {source.spec.source} has mixed ranks or alphas ({lora.ranks}, {sorted(alphas)})",
+                       hint="canonicalize it first: p2e canon FILE")
+    inferred = None
+    if effect is None and clips is not None:
+        effect = clips.resolve().name
+    elif effect is None:
+        prompt = lora.p2e("prompt") or (source.record.data.get("prompt") if source.record is not None else None)
+        if not prompt:
+            raise P2EError(f"--init {source.spec.source} records no prompt to infer its effect from",
+                           hint="name the EFFECT to fine-tune on, or give --clips DIR")
+        effect, why = infer_effect(reg, prompt)
+        if effect is None:
+            raise P2EError(f"cannot tell which effect --init {source.spec.source} is: {why}",
+                           hint="name the EFFECT to fine-tune on (p2e effects ls), or give --clips DIR")
+        inferred = why
+        console.info(f"fine-tuning on effect {effect}: {why} (name the EFFECT to choose another)")
+    if clips is not None:
+        report = curate.add_clips(reg, clips, effect)
+        console.info(f"ingested {len(report.added)} clip(s) from {clips}; skipped {len(report.skipped)}")
+    cfg = load_recipe(recipe, [f"rank={lora.rank}", f"alpha={alphas.pop()}", *overrides], kind="lora")
+    parents = [source.record.id] if source.record is not None else _registered_parents(reg, lora)
+    [record] = train_loras([effect], cfg, name=name, out=out, init=lora, subkind="finetuned", parents=parents)
+    history = record.data["history"]
+    reference, target, reached = effect_references(reg, reg.get(record.data["base"]), [effect]).get(effect), None, None
+    if reference is not None:
+        target = (reference.data.get("val_loss") or {}).get("lora")
+        if target is None:  # an imported reference records no loss: measure it on the same clips
+            target = lora_validation_loss(effect, read_lora(reg.path(reference.files["lora"])), cfg)
+        reached = next((h["step"] for h in history if h["val"] <= target), None)
+    return {"id": record.id, "effect": effect, "effect_inferred": inferred, "val_loss": record.data["val_loss"],
+            "history": history, "reference": reference.id if reference else None, "reference_loss": target,
+            "reached_reference_at": reached}
+
+
+def _registered_parents(reg: Registry, lora: LoraFile) -> list[str]:
+    """The registry LoRAs a file names as its parents (p2e writes them), so lineage survives -o files.
+    Parents this registry does not hold are named in a warning, not dropped silently."""
+    import json
+
+    try:
+        named = json.loads(lora.p2e("parents") or "[]")
+    except ValueError:
+        return []
+    found, missing = [], []
+    for ref in named if isinstance(named, list) else []:
+        try:
+            found.append(reg.get(str(ref), "lora").id)
+        except P2EError:
+            missing.append(str(ref))
+    if missing:
+        console.warn(f"--init names parent LoRA(s) not in this registry: {', '.join(missing)}; "
+                     "the fine-tune's lineage leaves them out")
+    return found
+
+
 def _recipe_from(raw: dict[str, Any]) -> LoraRecipe:
     from .recipes import parse_recipe
 
