@@ -113,7 +113,13 @@ def space_clips(reg: Registry, base: Record, pipe, cfg: HypernetRecipe, settings
     f = cfg.flow
     effects = [sample_effect(seed) for seed in range(f.space_effects)]
     width, height = settings["size"]
-    path = reg.folder("cache", "space") / f"{base.id}-{f.space_effects}x{f.space_clips}-{cfg.seed}-{settings['frames']}x{height}x{width}.pt"
+    import hashlib
+    import json
+
+    # the effects themselves are in the key: a changed sampler never reads another sampler's clips
+    digest = hashlib.sha256(json.dumps([e.to_json() for e in effects], sort_keys=True).encode()).hexdigest()[:12]
+    path = reg.folder("cache", "space") / (f"{base.id}-{f.space_effects}x{f.space_clips}-{cfg.seed}-"
+                                           f"{settings['frames']}x{height}x{width}-{digest}.pt")
     if path.is_file():
         cached = torch.load(path, weights_only=True)  # our own cache: tensors only
         return effects, Clips(cached["latents"], cached["text"], cached["latents"][:0], cached["text"][:0])
