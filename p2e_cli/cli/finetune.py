@@ -52,7 +52,7 @@ def finetune(effect: Optional[str] = typer.Argument(None, help="Effect to fine-t
             console.out.print(f"{h['step']:5d}  {h['val']:.5f}")
         if reference is not None:
             console.out.print(f"reference LoRA {reference} loss {target:.5f}: "
-                              + (f"reached at step {reached}" if reached else "not reached in this budget"))
+                              + (f"reached at step {reached}" if reached is not None else "not reached in this budget"))
         console.info(f"fine-tuned LoRA {result['id']}" + (f" -> {out}" if out else ""))
 
     console.result(result, show)

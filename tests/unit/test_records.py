@@ -106,6 +106,10 @@ def test_a_manifest_reference_is_skipped_by_train_all_and_measured_by_finetune(c
     assert isinstance(result["reference_loss"], float) and result["reference_loss"] > 0
     assert "'melting into liquid'" in result["effect_inferred"]  # said, not silent
 
+    # from the reference itself (by its effect's name): the reference's loss is reached at step 0, and said so
+    same = cli("finetune", "--init", "melt", "--base", "micro", *[f"--set={o}" for o in LORA if o != "steps=2"], "--steps", "2")
+    assert same.code == 0, same.stderr
+    assert f"reference LoRA {record['id']} loss" in same.stdout and "reached at step 0" in same.stdout, same.stdout
     vague = cli("finetune", "--init", lora_file(tmp_path / "vague.safetensors", 2, "quarterly revenue grew"), "--base", "micro")
     assert vague.code == 2 and "cannot tell which effect" in vague.stderr and "name the EFFECT" in " ".join(vague.stderr.split())
 
