@@ -29,10 +29,11 @@ class LoraData:
 
     def __post_init__(self) -> None:
         """Refuse what no reader could use, naming the field (a bug in the writer, not user input)."""
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise P2EError(f"LoRA record rank must be a positive integer, got {self.rank!r}")
-        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
-            raise P2EError(f"LoRA record alpha must be a positive number, got {self.alpha!r}")
+        # rank and alpha 0: a file of full deltas only (.diff keys), no low-rank layer
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 0:
+            raise P2EError(f"LoRA record rank must be a non-negative integer, got {self.rank!r}")
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha >= 0):
+            raise P2EError(f"LoRA record alpha must be a non-negative number, got {self.alpha!r}")
         if self.base is not None and not re.fullmatch(rf"[0-9a-f]{{{ID_LEN}}}", str(self.base)):
             raise P2EError(f"LoRA record base must be a base record's id, got {self.base!r}")
         overlap = set(self.extra) & {f.name for f in fields(self)}

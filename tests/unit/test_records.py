@@ -119,7 +119,20 @@ def test_lora_data_refuses_what_no_reader_could_use():
 
     good = LoraData(rank=4, alpha=4.0, base="0123456789ab", effect="melt")
     assert good.to_dict()["base"] == "0123456789ab"
-    for bad in ({"rank": 0, "alpha": 1.0}, {"rank": 2.5, "alpha": 1.0}, {"rank": 2, "alpha": float("nan")},
+    for bad in ({"rank": -1, "alpha": 1.0}, {"rank": 2.5, "alpha": 1.0}, {"rank": 2, "alpha": -1.0}, {"rank": 2, "alpha": float("nan")},
                 {"rank": 2, "alpha": 2.0, "base": "tiny"}, {"rank": 2, "alpha": 2.0, "extra": {"rank": 3}}):
         with pytest.raises(P2EError):
             LoraData(**bad)
+
+
+def test_a_file_of_full_deltas_only_imports(cli, tmp_path):
+    """A LoRA file with only .diff keys (no low-rank layer) has rank and alpha 0, and imports."""
+    import torch
+
+    from p2e_cli.lora_io import write_lora
+
+    path = write_lora(tmp_path / "diff.safetensors", {}, fmt="wan",
+                      diffs={"blocks.0.attn1.to_q.weight": torch.randn(8, 8) * 0.01})
+    result = cli("lora", "import", path, "--name", "deltas", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["data"]["rank"] == 0 and result.json()["data"]["diffs"] == ["blocks.0.attn1.to_q.weight"]
