@@ -34,7 +34,7 @@ class LoraData:
             raise P2EError(f"LoRA record rank must be a non-negative integer, got {self.rank!r}")
         if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha >= 0):
             raise P2EError(f"LoRA record alpha must be a non-negative number, got {self.alpha!r}")
-        if self.base is not None and not re.fullmatch(rf"[0-9a-f]{{{ID_LEN}}}", str(self.base)):
+        if self.base is not None and not _is_id(self.base):
             raise P2EError(f"LoRA record base must be a base record's id, got {self.base!r}")
         overlap = set(self.extra) & {f.name for f in fields(self)}
         if overlap:
@@ -51,15 +51,22 @@ class LoraData:
 
     @classmethod
     def of(cls, record: Record) -> "LoraData":
-        """The typed view of a LoRA record's data (validated as on writing)."""
+        """The typed view of a LoRA record's data (validated as on writing). A base that migration 2
+        could not turn into an id (its base record was removed) is kept as `base_name`."""
         known = {f.name for f in fields(cls)} - {"extra"}
-        data = record.data
+        data = dict(record.data)
+        if data.get("base") is not None and not _is_id(data["base"]):
+            data["base_name"] = data.pop("base")
         return cls(rank=data.get("rank"), alpha=data.get("alpha"), **{k: data.get(k) for k in known - {"rank", "alpha"}},
                    extra={k: v for k, v in data.items() if k not in known})
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         return {**out.pop("extra"), **out}
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(rf"[0-9a-f]{{{ID_LEN}}}", value) is not None
 
 
 def register_lora(reg: Registry, data: LoraData, file: FileRef, *, subkind: str, name: str | None = None,

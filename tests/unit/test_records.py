@@ -119,6 +119,10 @@ def test_lora_data_refuses_what_no_reader_could_use():
 
     good = LoraData(rank=4, alpha=4.0, base="0123456789ab", effect="melt")
     assert good.to_dict()["base"] == "0123456789ab"
+    from p2e_cli.registry import Record
+
+    orphan = Record("x" * 12, "lora", None, "imported", "", "", {"rank": 2, "alpha": 2.0, "base": "gone-world"})
+    assert LoraData.of(orphan).base is None and LoraData.of(orphan).extra["base_name"] == "gone-world"
     for bad in ({"rank": -1, "alpha": 1.0}, {"rank": 2.5, "alpha": 1.0}, {"rank": 2, "alpha": -1.0}, {"rank": 2, "alpha": float("nan")},
                 {"rank": 2, "alpha": 2.0, "base": "tiny"}, {"rank": 2, "alpha": 2.0, "extra": {"rank": 3}}):
         with pytest.raises(P2EError):
