@@ -106,16 +106,17 @@ class FlowData:
 def space_clips(reg: Registry, base: Record, pipe, cfg: HypernetRecipe, settings) -> tuple[list, Clips]:
     """The first `flow.space_effects` effects of the effect space and their encoded train-photo clips
     (`flow.space_clips` each, effect-major), rendered and encoded once per base and cached."""
+    import hashlib
+    import json
+
     from ..curate import synth_clip
     from ..effects.space import sample_effect
     from ..encode import encode_latents, encode_texts, to_video_tensor
+    from ..files import atomic_write
 
     f = cfg.flow
     effects = [sample_effect(seed) for seed in range(f.space_effects)]
     width, height = settings["size"]
-    import hashlib
-    import json
-
     # the effects themselves are in the key: a changed sampler never reads another sampler's clips
     digest = hashlib.sha256(json.dumps([e.to_json() for e in effects], sort_keys=True).encode()).hexdigest()[:12]
     path = reg.folder("cache", "space") / (f"{base.id}-{f.space_effects}x{f.space_clips}-{cfg.seed}-"
@@ -132,8 +133,6 @@ def space_clips(reg: Registry, base: Record, pipe, cfg: HypernetRecipe, settings
             text.append(encode_texts(pipe, [data["caption"] for _, data in made], settings["max_sequence_length"]).half())
             advance()
     latents, text = torch.cat(latents), torch.cat(text)
-    from ..files import atomic_write
-
     with atomic_write(path) as tmp:
         torch.save({"latents": latents, "text": text}, tmp)
     return effects, Clips(latents, text, latents[:0], text[:0])
