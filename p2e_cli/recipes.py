@@ -20,7 +20,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from .errors import P2EError
-from .schemas import RECIPE_KINDS
+from .schemas import RECIPE_KINDS, RETIRED_WHY, split_retired
 
 MISSING = dataclasses.MISSING
 FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -173,6 +173,8 @@ def _build(cls: type, raw: dict[str, Any], prefix: str, errors: list[str]) -> An
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     join = (lambda key: f"{prefix}.{key}") if prefix else (lambda key: str(key))
+    raw, turned_on = split_retired(cls, raw)
+    errors.extend(f"{join(key)}: {RETIRED_WHY}; remove the key" for key in turned_on)
     for key in raw:
         if key not in fields:
             errors.append(f"{join(key)}: unknown key (known: {', '.join(fields)})")

@@ -1,14 +1,24 @@
 """Typed recipe schemas: one dataclass tree per recipe `kind`. Pure data, no heavy imports.
 
-Field metadata `min`/`max` bound numbers; `recipes.parse_recipe` enforces them.
+Field metadata `min`/`max` bound numbers; `recipes.parse_recipe` enforces them. A class's `RETIRED`
+maps removed keys to their old "off" value: a recipe or stored config that has one at that value still
+loads (the key is dropped), one that turns it on is refused with the reason in RETIRED_WHY.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 STEPS_MAX = 10_000_000
+RETIRED_WHY = ("retired in session 19: measured no better than without it on validation paraphrases "
+               "(docs/results.md, session 11)")
+
+
+def split_retired(cls: type, raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`raw` without `cls`'s retired keys, and the retired keys that `raw` turns on."""
+    retired = getattr(cls, "RETIRED", {})
+    return {k: v for k, v in raw.items() if k not in retired}, [k for k in retired if k in raw and raw[k] != retired[k]]
 
 
 def bounded(default: float | int, lo: float | int, hi: float | int):
@@ -148,12 +158,7 @@ class HypernetModel:
     feature_dim: int = bounded(0, 0, 4096)  # cached per-token feature width (0: = dim)
     head_dim: int = bounded(0, 0, 65536)  # hidden width of the head that writes each side's mixing matrix (0: 4 x dim)
     gradient_checkpointing: bool = False  # recompute the fusion layers in backward (large networks)
-    # tokens: the prompt's token embeddings join the fusion, plus their mean; sentence: only the unit-norm
-    # mean (MiniLM's sentence embedding), so the output is a function of the sentence's meaning
-    prompt: Literal["tokens", "sentence"] = "tokens"
-    # the prompt also enters as a softmax(cosine / τ) mixture of learned vectors, one per train effect,
-    # over its similarity to the effects' paraphrase centroids (a soft nearest-centroid reading)
-    anchors: bool = False
+    RETIRED: ClassVar[dict[str, Any]] = {"prompt": "tokens", "anchors": False}
 
 
 @dataclass
@@ -197,11 +202,6 @@ class HypernetRecipe:
     factor_weight: float = bounded(1.0, 0.0, 1e6)
     delta_weight: float = bounded(1.0, 0.0, 1e6)
     mixup: float = bounded(0.0, 0.0, 1.0)  # share of each batch trained on λ-mixtures of two (prompt, ΔW) pairs
-    # share of each batch's remaining (unmixed) samples whose prompt becomes a λ-mixture of two training
-    # paraphrases of their effect, target unchanged (both phases): the network learns to answer the
-    # region between an effect's paraphrases, where an unseen paraphrase falls, not the 5 points alone
-    paraphrase_mix: float = bounded(0.0, 0.0, 1.0)
-    token_dropout: float = bounded(0.0, 0.0, 0.9)  # each prompt token but the first dropped with this probability (both phases)
     validation_effects: int = bounded(0, 0, 100_000)  # train effects held back and logged as validation NMSE
     # the last n training paraphrases of every train effect (with more than n) held back and logged as
     # validation-paraphrase NMSE (and R with the flow phase): for choosing text-side settings without
@@ -221,6 +221,7 @@ class HypernetRecipe:
     seed: int = bounded(0, 0, 2**31 - 1)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # accelerate autocast (bf16 at real-Wan scale)
     sharding: Literal["none", "fsdp"] = "none"  # fsdp: shard the network over `accelerate launch` processes
+    RETIRED: ClassVar[dict[str, Any]] = {"paraphrase_mix": 0.0, "token_dropout": 0.0}
     model: HypernetModel = field(default_factory=HypernetModel)
     flow: HypernetFlow = field(default_factory=HypernetFlow)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, weight_decay=0.01, warmup_steps=100))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Any, ClassVar, Iterable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -61,13 +61,7 @@ class HypernetConfig:
     head_dim: int = 0
     # rank of the stored prior (the train library's mean ΔW) that outputs are shrunk toward; 0: none
     prior_rank: int = 0
-    # how the prompt enters: its tokens (attended in the fusion) plus their mean, or only the unit-norm
-    # mean of its tokens (the sentence embedding MiniLM is trained to compare paraphrases by)
-    prompt: Literal["tokens", "sentence"] = "tokens"
-    # > 0: the prompt also enters through its similarity to this many anchor sentence embeddings (the
-    # train effects' paraphrase centroids, set before training): softmax(cosine / τ) over the anchors
-    # picks a mixture of one learned vector per anchor, a soft nearest-centroid reading of the prompt
-    anchors: int = 0
+    RETIRED: ClassVar[dict[str, Any]] = {"prompt": "tokens", "anchors": 0}  # schemas.split_retired
 
     @property
     def features(self) -> int:
@@ -214,7 +208,7 @@ class Predictor(nn.Module):
         self.compress = Attention(d, config.heads, cross=True)
         self.features = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, f))
         self.side_queries = nn.Parameter(torch.randn(n_sides, d) * 0.02)
-        self.text = nn.Linear(config.text_dim, d) if config.prompt == "tokens" else None  # prompt tokens into the fusion
+        self.text = nn.Linear(config.text_dim, d)  # prompt tokens into the fusion
         self.prompt = nn.Sequential(nn.Linear(config.text_dim, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d))
         self.fusion = nn.ModuleList(Attention(d, config.heads) for _ in range(config.fusion_layers))
         self.readout = Attention(d, config.heads, cross=True)
@@ -225,12 +219,6 @@ class Predictor(nn.Module):
         nn.init.zeros_(self.mixing[-1].weight)
         nn.init.zeros_(self.mixing[-1].bias)
         self.use_weights = config.conditioning != "none"
-        self.sentence = config.prompt == "sentence"
-        self.n_anchors = config.anchors
-        if config.anchors:
-            self.register_buffer("anchors", torch.zeros(config.anchors, config.text_dim))  # unit-norm rows
-            self.anchor_values = nn.Parameter(torch.zeros(config.anchors, d))
-            self.anchor_log_tau = nn.Parameter(torch.tensor(math.log(0.05)))
 
     def encode_layer(self, tokens: torch.Tensor, rows: int) -> dict[str, torch.Tensor]:
         """One layer's share of the prompt-independent encoding: its token features (T, f), the
@@ -263,20 +251,12 @@ class Predictor(nn.Module):
         # attention alone, ~10 prompt tokens among 256 latents moved the output by 0.3% at init
         keep = text_mask.unsqueeze(-1).to(text.dtype)
         pooled = (text * keep).sum(1) / keep.sum(1).clamp_min(1e-6)
-        unit = nn.functional.normalize(pooled, dim=-1) if self.sentence or self.n_anchors else None
-        prompt = self.prompt(unit if self.sentence else pooled)
-        if self.n_anchors:
-            similarity = unit @ self.anchors.T.to(pooled.dtype)
-            prompt = prompt + torch.softmax(similarity / self.anchor_log_tau.exp(), dim=-1) @ self.anchor_values
-        prompt = prompt.unsqueeze(1)  # (batch, 1, dim)
-        if self.sentence:  # the latents carry the prompt alone
-            x, mask = latents.unsqueeze(0) + prompt, None
-        else:
-            x = torch.cat([latents.unsqueeze(0) + prompt, self.text(text)], dim=1)
-            latent_mask = torch.ones(batch, latents.shape[0], dtype=text_mask.dtype, device=text.device)
-            mask = torch.cat([latent_mask, text_mask], dim=1)
-            if mask.is_floating_point():  # token weights (mixup): attention logits get log(weight), 0 = padding
-                mask = mask.clamp_min(1e-30).log().masked_fill(mask == 0, float("-inf")).to(text.dtype)
+        prompt = self.prompt(pooled).unsqueeze(1)  # (batch, 1, dim)
+        x = torch.cat([latents.unsqueeze(0) + prompt, self.text(text)], dim=1)
+        latent_mask = torch.ones(batch, latents.shape[0], dtype=text_mask.dtype, device=text.device)
+        mask = torch.cat([latent_mask, text_mask], dim=1)
+        if mask.is_floating_point():  # token weights (mixup): attention logits get log(weight), 0 = padding
+            mask = mask.clamp_min(1e-30).log().masked_fill(mask == 0, float("-inf")).to(text.dtype)
         for layer in self.fusion:
             if self.checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(layer, x, None, mask, use_reentrant=False)

@@ -21,6 +21,7 @@ import torch
 
 from ..errors import P2EError
 from ..files import sha256_file
+from ..schemas import RETIRED_WHY, split_retired
 from .model import HypernetConfig, Hypernetwork, LayerSpec
 
 META_KEY = "p2e.hypernet"
@@ -65,7 +66,11 @@ def load_hypernet(path: Path) -> tuple[Hypernetwork, dict[str, Any], torch.Tenso
     if meta.get("format") != FORMAT:
         raise P2EError(f"{path} holds a format-{meta.get('format')} hypernetwork; this p2e reads format {FORMAT}",
                        hint="retrain it with this version (p2e train hypernet RECIPE)")
-    config = HypernetConfig(**meta["config"])
+    settings, turned_on = split_retired(HypernetConfig, meta["config"])
+    if turned_on:
+        raise P2EError(f"{path} was trained with {', '.join(turned_on)}, {RETIRED_WHY}",
+                       hint="retrain it with this version (p2e train hypernet RECIPE)")
+    config = HypernetConfig(**settings)
     net = Hypernetwork(config, [LayerSpec(*row) for row in meta["layers"]])
     embeddings = tensors.pop("library.embeddings")
     net.load_state_dict(tensors)

@@ -31,7 +31,6 @@ from ..training import (cosine_lr, full_state, load_optimizer_state, make_accele
 from .flow import FlowData, recoveries, recovery_sets, recovery_text
 from .library import Example
 from .model import MODULE_TYPES, HypernetConfig, Hypernetwork, LayerSpec, layer_specs
-from .text import sentence_embedding
 
 
 def hypernet_loss(net: Hypernetwork, pred, target, cfg: HypernetRecipe, plain: torch.Tensor | None = None) -> torch.Tensor:
@@ -77,24 +76,18 @@ def network_config(m: HypernetModel, layers: list[LayerSpec], rank: int, text_di
     """The network a recipe's `model:` section describes, for a layer table and LoRA rank."""
     if m.dim % m.heads:
         raise P2EError(f"model.dim {m.dim} is not a multiple of model.heads {m.heads}")
-    # the recipe's architecture keys are HypernetConfig's, by name (tests/unit/test_hypernet_model.py);
-    # `anchors` is a switch in the recipe and a count in the network (set by build_network)
-    shared = {f.name: getattr(m, f.name) for f in dataclasses.fields(m) if f.name != "anchors"}
+    # the recipe's architecture keys are HypernetConfig's, by name (tests/unit/test_hypernet_model.py)
+    shared = {f.name: getattr(m, f.name) for f in dataclasses.fields(m)}
     return HypernetConfig(**shared, rank=rank, text_dim=text_dim, max_blocks=max(64, max(s.block for s in layers) + 1))
 
 
 def build_network(cfg: HypernetRecipe, layers: list[LayerSpec], rank: int, text_dim: int,
-                  train: list[Example], texts: "Texts | None" = None) -> Hypernetwork:
-    """A fresh network for the recipe; its output scales (and anchors, from `texts`) from the train library."""
-    config = dataclasses.replace(network_config(cfg.model, layers, rank, text_dim), prior_rank=cfg.shrink_rank,
-                                 anchors=len(train) if cfg.model.anchors else 0)
+                  train: list[Example]) -> Hypernetwork:
+    """A fresh network for the recipe; its output scales from the train library."""
+    config = dataclasses.replace(network_config(cfg.model, layers, rank, text_dim), prior_rank=cfg.shrink_rank)
     torch.manual_seed(cfg.seed)
     net = Hypernetwork(config, layers)
     with torch.no_grad():  # output units: each layer's typical factor size over the train library
-        if config.anchors and texts is not None:  # each train effect's centroid of its training paraphrases
-            centroids = torch.stack([texts.sentence(e.prompts).mean(0) for e in train])
-            for predictor in net.predictors:
-                predictor.anchors.copy_(torch.nn.functional.normalize(centroids, dim=-1))
         for i in range(len(layers)):
             net.scale_b[i] = float(torch.stack([e.factors[i][0] for e in train]).pow(2).mean().sqrt().clamp_min(1e-8))
             net.scale_a[i] = float(torch.stack([e.factors[i][1] for e in train]).pow(2).mean().sqrt().clamp_min(1e-8))
@@ -125,10 +118,6 @@ class Texts:
             weights.append(torch.cat([torch.full((len(t),), w) for t, w in picked]))
         embeds = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True)
         return embeds, torch.nn.utils.rnn.pad_sequence(weights, batch_first=True).to(embeds.device)
-
-    def sentence(self, prompts: list[str]) -> torch.Tensor:
-        """Unit-norm mean-pooled embeddings (B, D), as TextEncoder.sentence."""
-        return sentence_embedding(*self(prompts))
 
     def to(self, device) -> None:
         self.embeds, self.mask = self.embeds.to(device), self.mask.to(device)
@@ -257,7 +246,7 @@ class HypernetTrainer:
                            + [p for group in self.recovery_pairs.values() for _, p in group]
                            + [p for e in (self.flow.space if self.flow else []) for p in e.prompts])
         self.rank = self.examples[0].factors[0][0].shape[1]
-        net = build_network(cfg, self.layers, self.rank, text_encoder.dim, [self.examples[i] for i in split.train], self.texts)
+        net = build_network(cfg, self.layers, self.rank, text_encoder.dim, [self.examples[i] for i in split.train])
         if init is not None:
             try:
                 net.load_state_dict(init)
@@ -280,7 +269,6 @@ class HypernetTrainer:
             load_optimizer_state(net, optimizer, resume["optimizer"], self.sharded)
         self.net, self.optimizer = net, optimizer
         self.model = net if self.sharded else accelerator.unwrap_model(net)
-        self.weighted_prompts = cfg.paraphrase_mix > 0 or cfg.token_dropout > 0  # training prompts go through predict_rows
         self.started_from_init = init is not None
 
     # -- the network's forward passes ------------------------------------------------------------
@@ -291,31 +279,9 @@ class HypernetTrainer:
             pred = self.net(source, embeds, mask)
         return [(b.float(), a.float()) for b, a in pred]
 
-    def paraphrase_rows(self, batch: list[tuple[int, str]], step: int) -> list[list[tuple[str, float]]]:
-        """Each (effect, prompt) as the prompt row it trains with, [(prompt, 1.0)]; with paraphrase_mix,
-        that share of rows become [(prompt, λ), (another training paraphrase of the effect, 1 − λ)]
-        (the target stays the effect's own), drawn from (seed, step)."""
-        cfg = self.cfg
-        if not cfg.paraphrase_mix:
-            return [[(p, 1.0)] for _, p in batch]
-        g = torch.Generator().manual_seed(name_seed(cfg.seed, "paraphrase-mix", step))
-        rows = []
-        for e, p in batch:
-            others = [q for q in self.examples[e].prompts if q != p] if e is not None else []  # None: a sampled effect
-            mix, pick, lam = torch.rand(3, generator=g).tolist()
-            rows.append([(p, lam), (others[int(pick * len(others))], 1 - lam)] if others and mix < cfg.paraphrase_mix
-                        else [(p, 1.0)])
-        return rows
-
-    def predict_rows(self, source, rows: list[list[tuple[str, float]]], step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """predict() for a training step's rows of weighted prompts (Texts.weighted), each token but
-        a row's first dropped with probability token_dropout (drawn from (seed, step))."""
+    def predict_rows(self, source, rows: list[list[tuple[str, float]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """predict() for rows of weighted prompts (Texts.weighted: mixup)."""
         embeds, token_weights = self.texts.weighted(rows)
-        if self.cfg.token_dropout:
-            g = torch.Generator().manual_seed(name_seed(self.cfg.seed, "token-dropout", step))
-            drop = torch.rand(token_weights.shape, generator=g) < self.cfg.token_dropout
-            drop[:, 0] = False
-            token_weights = token_weights * ~drop.to(token_weights.device)
         with self.accelerator.autocast():
             pred = self.net(source, embeds, token_weights)
         return [(b.float(), a.float()) for b, a in pred]
@@ -327,26 +293,26 @@ class HypernetTrainer:
         cfg, pairs = self.cfg, self.split.pairs
         g = torch.Generator().manual_seed(name_seed(cfg.seed, "hypernet", step))
         batch = [pairs[j] for j in torch.randint(len(pairs), (cfg.batch_size,), generator=g).tolist()]
-        if cfg.mixup > 0 or self.weighted_prompts:
-            return self.mixed_loss(batch, g, step)
+        if cfg.mixup > 0:
+            return self.mixed_loss(batch, g)
         batch = batch[self.rank_::self.world]
         pred = self.predict(self.weights, [p for _, p in batch])
         return hypernet_loss(self.model, pred, self.targets.pick([e for e, _ in batch]), cfg)
 
-    def mixed_loss(self, batch: list[tuple[int, str]], g: torch.Generator, step: int) -> torch.Tensor:
-        """The ΔW loss of a batch with mixup and paraphrase mixing. The first `mixup` share of the batch
+    def mixed_loss(self, batch: list[tuple[int, str]], g: torch.Generator) -> torch.Tensor:
+        """The ΔW loss of a batch with mixup. The first `mixup` share of the batch
         become mixtures λ·(effect, prompt) + (1 − λ)·(another pair): both prompts' tokens weighted λ,
         1 − λ, target ΔW = λ·ΔW₁ + (1 − λ)·ΔW₂. It teaches the network to move smoothly between
         effects in prompt space (held-out effects lie between train effects), where plain training
-        memorised the train prompts. The rest are paraphrase_rows."""
+        memorised the train prompts. The rest are plain (effect, prompt) pairs."""
         pairs = self.split.pairs
         n = round(self.cfg.mixup * len(batch))
         partners = [pairs[j] for j in torch.randint(len(pairs), (n,), generator=g).tolist()]
         lams = torch.rand(n, generator=g).tolist()
         rows = [([(p, lam), (p2, 1 - lam)], [(e, lam), (e2, 1 - lam)]) for (e, p), (e2, p2), lam in zip(batch, partners, lams)]
-        rows += [(text, [(e, 1.0)]) for (e, _), text in zip(batch[n:], self.paraphrase_rows(batch[n:], step))]
+        rows += [([(p, 1.0)], [(e, 1.0)]) for e, p in batch[n:]]
         rows = rows[self.rank_::self.world]
-        pred = self.predict_rows(self.weights, [text for text, _ in rows], step)
+        pred = self.predict_rows(self.weights, [text for text, _ in rows])
         target = self.targets.mixed([effects for _, effects in rows])
         plain = torch.tensor([len(effects) == 1 for _, effects in rows], device=self.device)
         return hypernet_loss(self.model, pred, target, self.cfg, plain=plain)
@@ -356,8 +322,7 @@ class HypernetTrainer:
         predicted LoRAs, plus anchor x the ΔW loss (hypernet/flow.py)."""
         cfg = self.cfg
         batch, latents, text, sigmas, noise = self.flow.batch(self.split.pairs, step - cfg.steps, self.rank_, self.world)
-        pred = (self.predict_rows(self.weights, self.paraphrase_rows(batch, step), step) if self.weighted_prompts
-                else self.predict(self.weights, [p for _, p in batch]))
+        pred = self.predict(self.weights, [p for _, p in batch])
         loss = self.flow.loss(pred, latents, text, sigmas, noise)
         library = [k for k, (e, _) in enumerate(batch) if e is not None]  # sampled effects have no reference
         if cfg.flow.anchor and library:

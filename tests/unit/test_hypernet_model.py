@@ -172,5 +172,5 @@ def test_the_recipe_model_section_is_the_network_config():
 
     network = {f.name: f.default for f in dataclasses.fields(HypernetConfig)}
     for field in dataclasses.fields(HypernetModel):
-        if field.name != "anchors":  # a switch in the recipe, a count in the network
-            assert field.name in network and network[field.name] == HypernetModel().__getattribute__(field.name), field.name
+        assert field.name in network and network[field.name] == HypernetModel().__getattribute__(field.name), field.name
+    assert HypernetModel.RETIRED.keys() == HypernetConfig.RETIRED.keys()

@@ -32,6 +32,20 @@ def test_set_overrides_nested_keys_and_are_validated():
         load_recipe("lora", ["rank"])
 
 
+def test_retired_keys_load_when_off_and_are_refused_when_on():
+    """The text-side switches retired in session 19 (token_dropout, paraphrase_mix, model.prompt,
+    model.anchors): a recipe or stored run config that has them off still loads; turning one on is an
+    error that says why, not an unknown key."""
+    on = ["token_dropout=0.2", "paraphrase_mix=0.5", "model.prompt=sentence", "model.anchors=true"]
+    config = load_recipe("base", ["token_dropout=0.0", "paraphrase_mix=0", "model.prompt=tokens", "model.anchors=false"])
+    assert config == load_recipe("base")
+    with pytest.raises(P2EError) as info:
+        load_recipe("base", on)
+    assert "4 error(s)" in info.value.message and info.value.message.count("retired in session 19") == 4
+    for key in ("token_dropout", "paraphrase_mix", "model.prompt", "model.anchors"):
+        assert f"{key}: retired" in info.value.message
+
+
 def test_unsafe_yaml_tags_are_refused(tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text("kind: lora\nrank: !!python/object/apply:os.system ['touch pwned']\n")
