@@ -14,12 +14,17 @@ The held-out set stays held out (tests/unit/test_effect_space.py):
   and the words that name those values ("orange", "half", "diagonal", ...) are never used;
 - no held-out pair of families (spin+fade, melt+hue, ...) is composed;
 - no prompt is a held-out prompt or paraphrase of any library effect.
+
+Validation effects (train effects a settings sweep holds back) are kept out the same way when named:
+`exclusion(names)` adds their values, pairs and prompts to the held-out ones, so a sweep measured on
+them sees what a held-out effect sees: nothing sampled near it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -27,9 +32,17 @@ from .library import EFFECTS, Effect
 
 Words = dict[str, str]  # "verb": "spins slowly clockwise", "gerund": "spinning slowly clockwise"
 
-# held-out values: (family, how far a sample must stay from the value, in the family's own units)
-HELDOUT_HUES = (30.0, 270.0)  # hue-orange, hue-purple; hue margin in degrees
-MARGINS = {"hue": 20.0, "spin": 0.2, "zoom": 0.2, "slide": math.radians(30), "fade": 0.2}
+# how far a sample must stay from an excluded effect's value, in the units of the family's COORDINATE
+MARGINS = {"hue": 20.0, "spin": 0.2, "zoom": 0.2, "slide": math.radians(30), "fade": 0.2, "swirl": 0.2, "bulge": 0.2,
+           "blur": 0.02, "shake": 0.02}
+# each family's one compared value: hue degrees, signed turns, log zoom factor, slide direction (radians,
+# up positive), fade level, signed swirl strength, signed bulge amount, blur sigma, shake amplitude
+COORDINATES: dict[str, Callable[[dict[str, Any]], float]] = {
+    "hue": lambda p: float(p["hue"]), "spin": lambda p: float(p["turns"]), "zoom": lambda p: math.log(p["factor"]),
+    "slide": lambda p: math.atan2(-p["dy"], p["dx"]), "fade": lambda p: float(p["level"]),
+    "swirl": lambda p: float(p["strength"]), "bulge": lambda p: float(p["amount"]), "blur": lambda p: float(p["sigma"]),
+    "shake": lambda p: float(p["amplitude"])}
+PERIODS = {"hue": 360.0, "slide": 2 * math.pi}  # circular coordinates
 # words that name a held-out value: a sampled prompt never uses them
 BANNED_WORDS = frozenset({"orange", "purple", "violet", "half", "halfway", "grey", "gray", "medium", "diagonal",
                           "diagonally", "vertical", "vertically"})
@@ -45,10 +58,7 @@ def _speed(rng, magnitude: float, bins: tuple[float, ...], words: list[list[str]
 
 
 def _spin(rng) -> tuple[dict[str, Any], Words]:
-    while True:
-        turns = float(rng.uniform(0.2, 2.0)) * (1 if rng.random() < 0.5 else -1)
-        if abs(turns - 0.5) >= MARGINS["spin"]:  # spin-ccw-half: half a turn counter-clockwise
-            break
+    turns = float(rng.uniform(0.2, 2.0)) * (1 if rng.random() < 0.5 else -1)
     speed = _speed(rng, abs(turns), (0.45, 1.0, 1.5), [["slowly", "gently"], ["steadily", ""], ["quickly", "fast"],
                                                         ["very fast", "rapidly"]])
     way = "clockwise" if turns < 0 else _pick(rng, ["counter-clockwise", "counterclockwise", "anticlockwise"])
@@ -58,10 +68,7 @@ def _spin(rng) -> tuple[dict[str, Any], Words]:
 
 
 def _zoom(rng) -> tuple[dict[str, Any], Words]:
-    while True:
-        log_factor = float(rng.uniform(0.3, 1.5)) * (1 if rng.random() < 0.5 else -1)
-        if abs(log_factor - math.log(3.5)) >= MARGINS["zoom"]:  # zoom-in-medium: x3.5
-            break
+    log_factor = float(rng.uniform(0.3, 1.5)) * (1 if rng.random() < 0.5 else -1)
     amount = _speed(rng, abs(log_factor), (0.6, 1.1), [["slightly", "a little"], ["", "steadily"],
                                                         ["far", "dramatically"]])
     if log_factor > 0:
@@ -76,11 +83,7 @@ _COMPASS = [(0, "to the right"), (180, "to the left"), (90, "upward"), (270, "do
 
 
 def _slide(rng) -> tuple[dict[str, Any], Words]:
-    heldout = math.atan2(0.35, 0.35)  # slide-up-right: (dx, dy) = (0.35, -0.35), 45 degrees with up positive
-    while True:
-        angle = float(rng.uniform(0, 2 * math.pi))
-        if abs((angle - heldout + math.pi) % (2 * math.pi) - math.pi) >= MARGINS["slide"]:
-            break
+    angle = float(rng.uniform(0, 2 * math.pi))
     distance = float(rng.uniform(0.2, 0.8))
     name = min(_COMPASS, key=lambda c: abs((math.degrees(angle) - c[0] + 180) % 360 - 180))[1]
     speed = _speed(rng, distance, (0.4, 0.65), [["slowly", "gently"], ["steadily", ""], ["quickly", "fast"]])
@@ -95,10 +98,7 @@ _COLOURS = [(0, "red"), (15, "scarlet"), (55, "yellow"), (90, "lime green"), (12
 
 
 def _hue(rng) -> tuple[dict[str, Any], Words]:
-    while True:
-        hue = float(rng.uniform(0, 360))
-        if all(abs((hue - h + 180) % 360 - 180) >= MARGINS["hue"] for h in HELDOUT_HUES):
-            break
+    hue = float(rng.uniform(0, 360))
     colour = min(_COLOURS, key=lambda c: abs((hue - c[0] + 180) % 360 - 180))[1]
     verb, gerund = _pick(rng, [(f"turns {colour}", f"turning {colour}"), (f"tints to {colour}", f"tinting to {colour}"),
                                (f"is washed in {colour}", f"washing into {colour}")])
@@ -106,7 +106,7 @@ def _hue(rng) -> tuple[dict[str, Any], Words]:
 
 
 def _fade(rng) -> tuple[dict[str, Any], Words]:
-    level = float(rng.uniform(0.0, 0.5 - MARGINS["fade"])) if rng.random() < 0.5 else float(rng.uniform(0.5 + MARGINS["fade"], 1.0))
+    level = float(rng.uniform(0.0, 1.0))
     tone = _speed(rng, level, (0.12, 0.5, 0.88), [["black", "darkness"], ["a dark shade", "near black"],
                                                   ["a pale wash", "near white"], ["white", "bright white"]])
     return {"level": round(level, 4)}, {"verb": f"fades to {tone}", "gerund": f"fading to {tone}"}
@@ -148,9 +148,6 @@ FAMILY_SAMPLERS: dict[str, Callable[[np.random.Generator], tuple[dict[str, Any],
     "spin": _spin, "zoom": _zoom, "slide": _slide, "hue": _hue, "fade": _fade, "swirl": _swirl, "bulge": _bulge,
     "blur": _blur, "shake": _shake}
 
-# pairs the library holds out as compositions (never composed here)
-HELDOUT_PAIRS = frozenset(frozenset(e.families) for e in EFFECTS if e.split == "heldout" and e.holdout == "composition")
-
 _SINGLE = ["the image {verb}", "the picture {verb}", "everything {verb}", "the whole scene {verb}", "{gerund}",
            "a clip of the frame {gerund}", "the view {verb}"]
 _JOINED = ["the image {verb0} while {gerund1}", "{gerund0} and {gerund1}", "the picture {verb0}, {gerund1}",
@@ -161,20 +158,47 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
-def _forbidden_prompts() -> frozenset[str]:
-    """Every held-out prompt and paraphrase of the library, normalised."""
-    out = set()
-    for e in EFFECTS:
-        out.update(_clean(p).lower() for p in e.heldout_prompts)
-        if e.split == "heldout":
-            out.update(_clean(p).lower() for p in e.prompts)
-    return frozenset(out)
+def _normal(text: str) -> str:
+    return _clean(text).lower()
 
 
-FORBIDDEN_PROMPTS = _forbidden_prompts()
+@dataclass(frozen=True)
+class Exclusion:
+    """What the space keeps out: (family, coordinate, effect) values, family pairs, normalised prompts."""
+
+    values: tuple[tuple[str, float, str], ...]
+    pairs: frozenset[frozenset[str]]
+    prompts: frozenset[str]
+
+    def near(self, family: str, params: dict[str, Any]) -> str | None:
+        """The excluded effect whose value `params` lies within MARGINS of, if any."""
+        x = COORDINATES[family](params)
+        for other, value, name in self.values:
+            gap = abs(x - value) if family not in PERIODS else abs((x - value + PERIODS[family] / 2) % PERIODS[family]
+                                                                    - PERIODS[family] / 2)
+            if other == family and gap < MARGINS[family]:
+                return name
+        return None
 
 
-def _prompts(rng, words: list[Words], n: int) -> list[str]:
+def exclusion(names: Iterable[str] = ()) -> Exclusion:
+    """The held-out effects, plus the library effects named (a sweep's validation effects): their values
+    (one-family effects of a sampled family), their family pairs (compositions) and their prompts; and
+    every library effect's held-out paraphrases. A name outside the library (a curated effect) has no
+    value in the space and adds nothing."""
+    named = set(names)
+    effects = [e for e in EFFECTS if e.split == "heldout" or e.name in named]
+    values = tuple((e.family, COORDINATES[e.family](e.params), e.name) for e in effects if e.family in FAMILY_SAMPLERS)
+    pairs = frozenset(frozenset((a, b)) for e in effects for i, a in enumerate(e.families) for b in e.families[i + 1:])
+    prompts = {_normal(p) for e in EFFECTS for p in e.heldout_prompts}
+    prompts |= {_normal(p) for e in effects for p in e.prompts}
+    return Exclusion(values, pairs, frozenset(prompts))
+
+
+HELDOUT = exclusion()
+
+
+def _prompts(rng, words: list[Words], n: int, forbidden: frozenset[str]) -> list[str]:
     if len(words) == 1:
         bank = [t.format(**words[0]) for t in _SINGLE]
     else:
@@ -186,27 +210,32 @@ def _prompts(rng, words: list[Words], n: int) -> list[str]:
     prompts = []
     for i in order:
         text = _clean(bank[i])
-        if text.lower() not in FORBIDDEN_PROMPTS and text not in prompts:
+        if text.lower() not in forbidden and text not in prompts:
             prompts.append(text)
         if len(prompts) == n:
             break
     return prompts
 
 
-def sample_effect(seed: int, prompts: int = 5) -> Effect:
+def sample_effect(seed: int, prompts: int = 5, exclude: Exclusion = HELDOUT) -> Effect:
     """A training effect drawn from the space by `seed`: one parametric family, or 2-3 of them at once
-    (no held-out pair among them), with `prompts` paraphrases (the first is its caption)."""
+    (no excluded pair among them), each family's value redrawn until it is outside the excluded
+    values' margins, with `prompts` paraphrases (the first is its caption), none an excluded prompt."""
     rng = np.random.default_rng([30, seed])
     families = sorted(FAMILY_SAMPLERS)
     count = 1 if rng.random() >= COMPOSITION_SHARE else (2 if rng.random() < 0.75 else 3)
     while True:
         chosen = [families[i] for i in rng.choice(len(families), count, replace=False)]
         pairs = {frozenset((a, b)) for i, a in enumerate(chosen) for b in chosen[i + 1:]}
-        if not pairs & HELDOUT_PAIRS:
+        if not pairs & exclude.pairs:
             break
-    drawn = [FAMILY_SAMPLERS[f](rng) for f in chosen]
+    drawn = []
+    for family in chosen:
+        while exclude.near(family, (pick := FAMILY_SAMPLERS[family](rng))[0]):
+            pass
+        drawn.append(pick)
     words = [w for _, w in drawn]
     params = drawn[0][0] if count == 1 else {f: p for f, (p, _) in zip(chosen, drawn)}
-    texts = _prompts(rng, words, prompts)
+    texts = _prompts(rng, words, prompts, exclude.prompts)
     return Effect(name=f"space-{seed}", family="+".join(chosen), params=params, prompts=tuple(texts),
                   heldout_prompts=(), split="train")

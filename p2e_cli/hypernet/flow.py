@@ -41,7 +41,7 @@ class FlowData:
     every example's encoded clips (synthesised and encoded as `p2e train lora` does, cached)."""
 
     def __init__(self, reg: Registry, base: Record, names: list[str], examples: list[Example], cfg: HypernetRecipe,
-                 device: torch.device | str | None = None):
+                 device: torch.device | str | None = None, validation: list[str] = ()):
         from ..lora_jobs import encode_all, flow_shift, gather
         from ..encode import load_encoded
         from ..wan import base_settings, load_pipeline
@@ -57,7 +57,8 @@ class FlowData:
         encode_all(reg, base, pipe, data)
         self.clips = [Clips(*load_encoded(reg, base, d.train), *load_encoded(reg, base, d.val)) for d in data]
         self.effects = [e.effect for e in examples]
-        self.space, self.space_clips = space_clips(reg, base, pipe, cfg, settings) if cfg.flow.space_effects else ([], None)
+        self.space, self.space_clips = (space_clips(reg, base, pipe, cfg, settings, validation) if cfg.flow.space_effects
+                                        else ([], None))
         # one adapter slot per layer, used only through `supplied` (its own A, B never train)
         self.layers = adapters.inject(self.transformer, names, [cfg.seed], 1, 1.0)
         self.transformer.requires_grad_(False)
@@ -103,19 +104,22 @@ class FlowData:
                                before=before if factors is not None else None)
 
 
-def space_clips(reg: Registry, base: Record, pipe, cfg: HypernetRecipe, settings) -> tuple[list, Clips]:
-    """The first `flow.space_effects` effects of the effect space and their encoded train-photo clips
+def space_clips(reg: Registry, base: Record, pipe, cfg: HypernetRecipe, settings,
+                validation: list[str] = ()) -> tuple[list, Clips]:
+    """The first `flow.space_effects` effects of the effect space, kept away from the held-out effects
+    and the run's `validation` effects as from the held-out ones, and their encoded train-photo clips
     (`flow.space_clips` each, effect-major), rendered and encoded once per base and cached."""
     import hashlib
     import json
 
     from ..curate import synth_clip
-    from ..effects.space import sample_effect
+    from ..effects.space import exclusion, sample_effect
     from ..encode import encode_latents, encode_texts, to_video_tensor
     from ..files import atomic_write
 
     f = cfg.flow
-    effects = [sample_effect(seed) for seed in range(f.space_effects)]
+    exclude = exclusion(validation)
+    effects = [sample_effect(seed, exclude=exclude) for seed in range(f.space_effects)]
     width, height = settings["size"]
     # the effects themselves are in the key: a changed sampler never reads another sampler's clips
     digest = hashlib.sha256(json.dumps([e.to_json() for e in effects], sort_keys=True).encode()).hexdigest()[:12]

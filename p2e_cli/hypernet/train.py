@@ -238,7 +238,8 @@ class HypernetTrainer:
         # targets and prompt embeddings live on the device (W0 stays put: the tokenizer moves each layer)
         self.device = device = accelerator.device
         # the flow phase's base and clips; with it on, every evaluation also logs recovery R
-        self.flow = FlowData(reg, base, names, self.examples, cfg, device) if cfg.flow.steps else None
+        self.flow = (FlowData(reg, base, names, self.examples, cfg, device, [self.examples[i].effect for i in split.val])
+                     if cfg.flow.steps else None)
         self.recovery_pairs = (recovery_sets(self.examples, split.train, split.val, cfg.flow.recovery_effects, split.held_back)
                                if self.flow else {})
         self.texts = Texts(text_encoder, [p for _, p in split.pairs + split.heldout_pairs + split.val_pairs

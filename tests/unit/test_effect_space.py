@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from p2e_cli import effects as fx
-from p2e_cli.effects.space import BANNED_WORDS, FAMILY_SAMPLERS, MARGINS, sample_effect
+from p2e_cli.effects.space import BANNED_WORDS, FAMILY_SAMPLERS, MARGINS, exclusion, sample_effect
 
 SAMPLES = 3000
 
@@ -38,20 +38,21 @@ def _distance(family, params, heldout):
     raise AssertionError(f"no distance for held-out family {family}")
 
 
-def violations(effect):
-    """Every way `effect` leaks the held-out set."""
+def violations(effect, validation=()):
+    """Every way `effect` leaks the held-out set (and the `validation` effects, kept out the same way)."""
     found = []
-    heldout_values = [e for e in fx.EFFECTS if e.split == "heldout" and e.holdout == "value" and e.family in FAMILY_SAMPLERS]
+    kept_out = [e for e in fx.EFFECTS if e.split == "heldout"] + list(validation)
+    values = [e for e in kept_out if "+" not in e.family and e.family in FAMILY_SAMPLERS]
     for family, params in _parts(effect):
-        for h in heldout_values:
+        for h in values:
             if h.family == family and _distance(family, params, h.params) < MARGINS[family]:
                 found.append(f"{family} {params} within {MARGINS[family]} of {h.name}")
     families = set(effect.families)
-    for h in fx.EFFECTS:
-        if h.split == "heldout" and h.holdout == "composition" and set(h.families) <= families:
+    for h in kept_out:
+        if "+" in h.family and set(h.families) <= families:
             found.append(f"composes {h.name}'s families")
     forbidden = {" ".join(p.lower().split()) for e in fx.EFFECTS for p in e.heldout_prompts}
-    forbidden |= {" ".join(p.lower().split()) for e in fx.EFFECTS if e.split == "heldout" for p in e.prompts}
+    forbidden |= {" ".join(p.lower().split()) for e in kept_out for p in e.prompts}
     for prompt in effect.prompts:
         if " ".join(prompt.lower().split()) in forbidden:
             found.append(f"held-out prompt {prompt!r}")
@@ -77,6 +78,21 @@ def test_thousands_of_distinct_effects_with_prompts_that_describe_them(samples):
 def test_no_sample_leaks_the_heldout_set(samples):
     leaks = [(e.name, v) for e in samples for v in violations(e)]
     assert leaks == []
+
+
+# recipes/sweep-tiny.yaml's validation effects: compositions, in-between hues, speeds, a direction
+VALIDATION = ["spin-ccw-blue", "zoom-in-fade-white", "ripple-invert", "hue-cyan", "hue-magenta", "spin-cw-slow",
+              "spin-ccw-fast", "slide-down"]
+
+
+def test_a_runs_validation_effects_are_kept_out_like_the_heldout_ones():
+    """With a run's validation effects named, no sample comes near them either (so a sweep measured on them
+    sees what a held-out effect sees); the same seeds without them do come near."""
+    named = [fx.get_effect(n) for n in VALIDATION]
+    kept_out = exclusion(VALIDATION)
+    assert [(seed, v) for seed in range(1500) for v in violations(sample_effect(seed, exclude=kept_out), named)] == []
+    near = [seed for seed in range(1500) if violations(sample_effect(seed), named)]
+    assert len(near) > 50
 
 
 def test_the_leak_check_can_fail():

@@ -470,18 +470,26 @@ def test_a_non_library_effect_in_the_library_is_named_not_silent(library, cli, t
     assert "train on their one recorded prompt" in warned and "my-teacher" in warned
 
 
-def test_the_flow_phase_learns_from_sampled_effects_too(library):
+def test_the_flow_phase_learns_from_sampled_effects_too(library, monkeypatch):
     """With flow.space_effects, part of each flow batch comes from the effect space (effects/space.py):
     their clips are rendered and encoded once per base (cached), their prompts reach the network, and
     a checkpoint inside the phase still resumes exactly. A sampled effect has no reference: it adds
-    only to the flow loss, so the result differs from the library-only phase."""
+    only to the flow loss, so the result differs from the library-only phase. The run's validation
+    effects are kept out of the space as the held-out ones are."""
+    from p2e_cli.effects import space as space_module
+
     torch.set_num_threads(1)
-    space = ["flow.space_effects=3", "flow.space_clips=1", "flow.space_share=0.5", "checkpoint_every=5"]
+    kept_out = []
+    exclusion = space_module.exclusion
+    monkeypatch.setattr(space_module, "exclusion", lambda names=(): kept_out.append(list(names)) or exclusion(names))
+    space = ["flow.space_effects=3", "flow.space_clips=1", "flow.space_share=0.5", "checkpoint_every=5",
+             "validation_names=[melt]"]
     cfg = load_recipe("base", OVERRIDES + FLOW + space)
     reg, base, names, examples, weights = inputs(library, cfg)
     text = TextEncoder("minilm")
     saved, keep = checkpoint_keeper()
     net, meta = train_hypernet(reg, cfg, base, names, examples, weights, text, None, None, keep)
+    assert kept_out == [["melt"]]
     cached = list(reg.folder("cache", "space").glob(f"{base.id}-3x1-*.pt"))
     assert len(cached) == 1
     resumed, _ = train_hypernet(reg, cfg, base, names, examples, weights, text, None, saved, None)  # from the cache
