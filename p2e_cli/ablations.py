@@ -1,5 +1,6 @@
 """`p2e eval ablations`: train each variant of an ablations recipe (the paper's switches) and
-measure it on held-out effects, reusing what an earlier, interrupted table already trained.
+measure it on held-out effects (or, for a settings sweep, only on its validation figures), reusing
+what an earlier, interrupted table already trained.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from .eval_report import cell
 from .evaluation import EvalOptions, evaluate
 from .registry import Registry
 
+# the training run's own figures at its last step (the flow phase logs R): validation ones choose settings
+TRAINING_FIGURES = ("validation_nmse", "validation_recovery", "paraphrase_recovery", "unseen_prompt_nmse", "unseen_recovery")
+
 
 def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: list[str] = (),
                   on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train every variant of an AblationsRecipe (reusing a variant's hypernetwork when one with the
     same recipe exists, so an interrupted table continues) and measure each on held-out effects:
-    ΔW NMSE and validation-loss recovery R. `on_row` gets the table so far after each variant."""
-    from .hypernet.store import Generator
+    ΔW NMSE and validation-loss recovery R (with `heldout: false`, the training run's own figures only:
+    a sweep chosen on validation effects). `on_row` gets the table so far after each variant."""
     from .hypernet.train import run_training
     from .recipes import load_recipe
     from .catalog import resolve_base
@@ -43,28 +47,35 @@ def run_ablations(reg: Registry, cfg, base_name: str | None = None, overrides: l
                                                     f"training ({', '.join(changes) or 'the full model'})"))
             record = run_training(hcfg, resume=resume)
             record = reg.update(record.id, data={"ablation": {"variant": variant}})
-        base = resolve_base(hcfg.base)
-        # the held-out measurement is kept on the record, valid while the references and clip count stay
-        measured_on = {"val_clips": cfg.val_clips, "references": sorted(r.id for r in effect_references(reg, base, heldout).values())}
-        kept = record.data["ablation"].get("heldout")
-        if kept and kept.get("measured_on") == measured_on:
-            summary = kept["summary"]
-        else:
-            generator = Generator(reg.path(record.files["weights"]), base, reg.folder("cache", "hypernet"))
-            report = evaluate(reg, base, heldout, generator, EvalOptions(val_clips=cfg.val_clips, render=False))
-            summary = report["summary"].get("heldout", {})
-            record = reg.update(record.id, data={"ablation": {**record.data["ablation"],
-                                                              "heldout": {"measured_on": measured_on, "summary": summary}}})
         metrics = record.data.get("metrics", {})
-        rows.append({"variant": variant, "overrides": changes, "hypernet": record.id,
-                     "validation_nmse": metrics.get("validation_nmse"),
-                     "heldout_nmse": metrics.get("heldout_nmse"), "unseen_prompt_nmse": metrics.get("unseen_prompt_nmse"),
-                     "recovery_heldout": summary.get("recovery_median"), "cosine_heldout": summary.get("cosine_median"),
-                     "beats_misaligned": summary.get("beats_misaligned")})
+        row = {"variant": variant, "overrides": changes, "hypernet": record.id,
+               **{key: metrics.get(key) for key in TRAINING_FIGURES}}
+        if cfg.heldout:
+            summary, record = heldout_summary(reg, record, resolve_base(hcfg.base), heldout, cfg.val_clips)
+            row.update(heldout_nmse=metrics.get("heldout_nmse"), recovery_heldout=summary.get("recovery_median"),
+                       cosine_heldout=summary.get("cosine_median"), beats_misaligned=summary.get("beats_misaligned"))
+        rows.append(row)
         if on_row is not None:
             on_row({"steps": cfg.steps, "rows": rows})
     return {"steps": cfg.steps, "rows": rows}
 
+
+
+def heldout_summary(reg: Registry, record, base, heldout: list[str], val_clips: int):
+    """p2e eval run's held-out summary of a variant's network, and its record. The measurement is kept
+    on the record, valid while the references and the clip count stay."""
+    from .hypernet.store import Generator
+
+    measured_on = {"val_clips": val_clips, "references": sorted(r.id for r in effect_references(reg, base, heldout).values())}
+    kept = record.data["ablation"].get("heldout")
+    if kept and kept.get("measured_on") == measured_on:
+        return kept["summary"], record
+    generator = Generator(reg.path(record.files["weights"]), base, reg.folder("cache", "hypernet"))
+    report = evaluate(reg, base, heldout, generator, EvalOptions(val_clips=val_clips, render=False))
+    summary = report["summary"].get("heldout", {})
+    record = reg.update(record.id, data={"ablation": {**record.data["ablation"],
+                                                      "heldout": {"measured_on": measured_on, "summary": summary}}})
+    return summary, record
 
 
 def same_recipe(stored: dict[str, Any] | None, cfg) -> bool:
@@ -80,10 +91,10 @@ def same_recipe(stored: dict[str, Any] | None, cfg) -> bool:
 
 
 def ablations_markdown(table: dict[str, Any]) -> str:
-    cols = ["heldout_nmse", "unseen_prompt_nmse", "recovery_heldout", "cosine_heldout", "beats_misaligned"]
-    if any(r.get("validation_nmse") is not None for r in table["rows"]):  # variants with validation_effects
-        cols.insert(0, "validation_nmse")
-    lines = [f"# Ablations ({table['steps']} training steps each; held-out effects)", "",
+    order = [*TRAINING_FIGURES, "heldout_nmse", "recovery_heldout", "cosine_heldout", "beats_misaligned"]
+    cols = [c for c in order if any(r.get(c) is not None for r in table["rows"])]  # e.g. validation_* needs validation effects
+    measured = "held-out effects" if any("recovery_heldout" in r for r in table["rows"]) else "held-out effects not measured"
+    lines = [f"# Ablations ({table['steps']} training steps each; {measured})", "",
              "| variant | overrides | " + " | ".join(cols) + " |", "| --- | --- |" + " --- |" * len(cols)]
     for r in table["rows"]:
         lines.append(f"| {r['variant']} | {' '.join(r['overrides']) or '-'} | " + " | ".join(cell(r.get(c)) for c in cols) + " |")

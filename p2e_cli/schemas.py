@@ -243,6 +243,8 @@ class AblationsRecipe:
     overrides: list[str] = field(default_factory=list)  # applied to every variant, before its own
     steps: int = bounded(1000, 1, STEPS_MAX)
     val_clips: int = bounded(4, 1, 10_000)
+    # false: a settings sweep, chosen on the training runs' validation figures; held-out effects are not measured
+    heldout: bool = True
     variants: dict[str, list[str]] = field(default_factory=_paper_ablations)
 
 

@@ -124,3 +124,11 @@ def test_clips_to_video(cli, tmp_path):
     assert again.json()["rows"] == rows  # reused, not retrained, nor measured again:
     kept = open_registry().get(rows[0]["hypernet"]).data["ablation"]["heldout"]  # the measurement lives on the record
     assert kept["summary"]["recovery_median"] == rows[0]["recovery_heldout"] and kept["measured_on"]["val_clips"] == 1
+    recipe.write_text(recipe.read_text().replace("val_clips: 1\n", "val_clips: 1\nheldout: false\n"))
+    sweep = cli("eval", "ablations", "--recipe", recipe, "--base", "micro", "-o", tmp_path / "sweep", "--json",
+                *sets([o for o in HYPERNET if not o.startswith("steps")]))
+    assert sweep.code == 0, sweep.stderr
+    assert [r["hypernet"] for r in sweep.json()["rows"]] == [r["hypernet"] for r in rows]  # the same networks, reused
+    assert not any("recovery_heldout" in r or "heldout_nmse" in r for r in sweep.json()["rows"])  # a sweep: no test split
+    assert sweep.json()["rows"][1]["validation_nmse"] == rows[1]["validation_nmse"]
+    assert "held-out effects not measured" in (tmp_path / "sweep" / "ablations.md").read_text()
