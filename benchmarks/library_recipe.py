@@ -2,7 +2,7 @@
 **train** identification, never on held-out effects.)
 
     python benchmarks/library_recipe.py --base tiny-b2 --effects spin-cw,zoom-in,melt,slide-left,swirl-cw,invert \
-        --variant "lib:" --variant "long:steps=600" --variant "r16:rank=16,alpha=16.0"
+        --variant "lib:" --variant "long:steps=600" --variant "r16:rank=16,alpha=16.0" [--sheet DIR]
 
 Each variant = recipes/library-tiny.yaml plus its overrides. For each one, in a fresh registry home of its own
 (the base registered there from the same folder, so nothing is shared or reused), it trains one reference LoRA
@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--base", default="tiny", help="registered base (its folder is registered anew per variant)")
     parser.add_argument("--effects", default="spin-cw,zoom-in,melt,slide-left,swirl-cw,invert")
     parser.add_argument("--variant", action="append", default=[], help="NAME:key=value,key=value (repeatable)")
+    parser.add_argument("--sheet", type=Path, default=None,
+                        help="write DIR/NAME.png per variant: truth / render rows on the first identification photo")
     args = parser.parse_args()
     effects = [e for e in args.effects.split(",") if e]
     heldout = [e for e in effects if fx.get_effect(e).split != "train"]
@@ -53,7 +55,7 @@ def main() -> None:
             reg = open_registry()
             base = resolve_base("probe")
             renderer, size = Renderer(base), base_settings(base)["size"][1]
-            rows = []
+            rows, shown = [], []
             for record in records:
                 effect = record.data["effect"]
                 lora = resolve_lora(f"lora:{record.id}", reg)
@@ -61,8 +63,12 @@ def main() -> None:
                 renders = identify.render_on_photos(lambda image: renderer.render(image, [lora], params), size)
                 result = identify.identify(effect, renders)
                 rows.append({"effect": effect, "split": "train", "ident_ref": result})
+                shown.append((effect, {"reference": renders[identify.PHOTOS[0]]}))
                 print(f"{name}: {effect:14s} ranks {result['ranks']}  nearest {result['nearest']}  "
                       f"val loss {record.data['val_loss']['base']:.3f} -> {record.data['val_loss']['lora']:.3f}", flush=True)
+            if args.sheet is not None:
+                args.sheet.mkdir(parents=True, exist_ok=True)
+                identify.sheet(shown, identify.PHOTOS[0], args.sheet / f"{name}.png")
             summary = identify.summarize(rows, "ref")["train"]
             print(f"{name}: {overrides or '(library-tiny)'}  top-1 {summary['top1']:.2f}  top-5 {summary['top5']:.2f}  "
                   f"({len(effects)} effects, {seconds / 60:.1f} min of training)", flush=True)
