@@ -119,15 +119,24 @@ def canonicalize_one(reg: Registry, source: ResolvedLora, output: Path | None) -
     return entry
 
 
-def canonicalize_references(reg: Registry, base: Record) -> list[dict[str, Any]]:
-    """Canonicalize every reference LoRA of `base` that has no canonical form yet, after registering a
-    shipped world's library: what `p2e canon --all` does for one base (seconds on the tiny world)."""
+def uncanonical_references(reg: Registry, base: Record | None = None) -> list[Record]:
+    """Reference LoRAs (of `base`, or of every base) with no canonical form yet, once each shipped world's
+    library is registered (it joins the references on first need)."""
     from .records import is_on
-    from .render import LoraSpec, resolve_lora
     from .world.shipped import install_shipped_library
 
-    install_shipped_library(reg, base)
-    todo = [r for r in reg.ls("lora", "reference") if is_on(r, base) and canonical_child(reg, r) is None]
+    for each in [base] if base is not None else reg.ls("base"):
+        install_shipped_library(reg, each)
+    return [r for r in reg.ls("lora", "reference")
+            if (base is None or is_on(r, base)) and canonical_child(reg, r) is None]
+
+
+def canonicalize_references(reg: Registry, base: Record) -> list[dict[str, Any]]:
+    """Canonicalize every reference LoRA of `base` that has no canonical form yet: what `p2e canon --all`
+    does, for one base (seconds on the tiny world)."""
+    from .render import LoraSpec, resolve_lora
+
+    todo = uncanonical_references(reg, base)
     if todo:
         console.info(f"canonicalizing {len(todo)} reference LoRA(s) of base {base.name or base.id} first (p2e canon --all)")
     return [canonicalize_one(reg, resolve_lora(LoraSpec(f"lora:{r.id}"), reg), None) for r in console.track(todo, "canonicalizing")]

@@ -36,7 +36,7 @@ def canon(loras: Optional[List[str]] = typer.Argument(None, metavar="LORA",
 
     Example: p2e canon --all
     """
-    from ..lora_store import canonical_child, canonicalize_one
+    from ..lora_store import canonicalize_one, uncanonical_references
     from ..registry import open_registry
     from ..render import LoraSpec, parse_lora_spec, resolve_lora
 
@@ -46,13 +46,11 @@ def canon(loras: Optional[List[str]] = typer.Argument(None, metavar="LORA",
         raise P2EError("give LoRAs or --all, not both")
     reg = open_registry()
     if all_:
-        from ..world.shipped import install_shipped, install_shipped_library
+        from ..world.shipped import install_shipped
 
         if not reg.ls("base"):  # a fresh install: the default world (tiny) first, and with it its library
             install_shipped(reg)
-        for base in reg.ls("base"):  # a shipped world's library joins the references on first need
-            install_shipped_library(reg, base)
-        specs = [LoraSpec(f"lora:{r.id}") for r in reg.ls("lora", "reference") if canonical_child(reg, r) is None]
+        specs = [LoraSpec(f"lora:{r.id}") for r in uncanonical_references(reg)]
     else:
         specs = [parse_lora_spec(text) for text in loras]
     for spec in specs:
