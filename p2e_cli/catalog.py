@@ -7,6 +7,7 @@ evaluation ask here instead of each scanning the registry their own way.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,20 @@ def library_prompts() -> tuple[list[str], list[str]]:
     return [n for n, _ in pairs], [p for _, p in pairs]
 
 
-def nearest_library_effects(prompt: str, k: int = 3) -> list[tuple[str, float]]:
-    """The k library effects whose prompts are nearest `prompt` (MiniLM sentence cosine), best first."""
+@functools.lru_cache(maxsize=1)
+def _library_sentences():
+    """(encoder, effect names, their prompts' sentence embeddings): loaded and encoded once a process."""
     from .hypernet.text import TextEncoder
 
     names, prompts = library_prompts()
     encoder = TextEncoder()
-    sims = (encoder.sentence([prompt]) @ encoder.sentence(prompts).T)[0].tolist()
+    return encoder, names, encoder.sentence(prompts)
+
+
+def nearest_library_effects(prompt: str, k: int = 3) -> list[tuple[str, float]]:
+    """The k library effects whose prompts are nearest `prompt` (MiniLM sentence cosine), best first."""
+    encoder, names, library = _library_sentences()
+    sims = (encoder.sentence([prompt]) @ library.T)[0].tolist()
     best: dict[str, float] = {}
     for name, value in zip(names, sims):
         best[name] = max(value, best.get(name, -1.0))
