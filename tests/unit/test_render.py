@@ -127,3 +127,27 @@ def test_sheet_labels_name_registry_loras_by_name_else_effect_and_id(tmp_path):
     record.name = "my-melt"
     assert lora.label == "my-melt:0.8"
     assert ResolvedLora(LoraSpec(str(path), 1.0), tmp_path / "melt.safetensors", "", None).label == "melt:1"
+
+
+def test_a_lora_acts_in_render_as_its_delta_w_defines(renderers, lora_files):
+    """Every layer of a LoRA file, loaded through diffusers' load_lora_weights at scale s, computes
+    x (W + s·(alpha/r)·B·A)^T + b: the ΔW its trainer wrote (mixed ranks and alphas included). A wrong
+    key mapping or alpha/rank scaling would render something else than the LoRA that was trained."""
+    r = renderers["wan21"]
+    spec = resolve_lora(f"{lora_files['other']}:0.5")
+    name, _ = r._adapter(spec, "transformer")
+    model = r.pipe.transformer
+    model.enable_lora()
+    model.set_adapters([name], [0.5])
+    g = torch.Generator().manual_seed(0)
+    try:
+        for key, layer in spec.lora.layers.items():
+            module = model.get_submodule(key)
+            weight, bias = module.base_layer.weight, module.base_layer.bias
+            x = torch.randn(3, weight.shape[1], generator=g)
+            delta = 0.5 * layer.alpha / layer.A.shape[0] * (layer.B.float() @ layer.A.float())
+            with torch.no_grad():
+                torch.testing.assert_close(module(x), torch.nn.functional.linear(x, weight + delta, bias), rtol=1e-4, atol=1e-5)
+                assert (module(x) - torch.nn.functional.linear(x, weight, bias)).abs().max() > 1e-3  # the LoRA is on
+    finally:
+        model.disable_lora()
