@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..schemas import HypernetModel
 from ..training import name_seed
 from ..wan import MODULE_TYPES  # the block-type embedding's row order: never reorder
 
@@ -61,7 +62,7 @@ class HypernetConfig:
     head_dim: int = 0
     # rank of the stored prior (the train library's mean ΔW) that outputs are shrunk toward; 0: none
     prior_rank: int = 0
-    RETIRED: ClassVar[dict[str, Any]] = {"prompt": "tokens", "anchors": 0}  # schemas.split_retired
+    RETIRED: ClassVar[dict[str, Any]] = HypernetModel.RETIRED  # the recipe's retired keys (schemas.split_retired)
 
     @property
     def features(self) -> int:
