@@ -71,11 +71,34 @@ def make_transformer(recipe: WorldRecipe):
     from diffusers import WanTransformer3DModel
 
     t = recipe.transformer
-    return WanTransformer3DModel(
+    model = WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=t.num_attention_heads, attention_head_dim=t.attention_head_dim,
         in_channels=recipe.vae.z_dim, out_channels=recipe.vae.z_dim, text_dim=TEXT_DIM, freq_dim=256,
         ffn_dim=t.ffn_dim, num_layers=t.num_layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
         image_dim=None, rope_max_seq_len=1024)
+    return wan_init(model) if t.init == "wan" else model
+
+
+def wan_init(model):
+    """The original Wan repo's initialisation (WanModel.init_weights): xavier-uniform weights and zero biases
+    for every linear layer and the patch embedding, N(0, 0.02) for the text and time embedders, and a zero
+    output head, so that training starts from predicting v = 0 (diffusers builds with PyTorch's defaults,
+    since it only loads pretrained weights)."""
+    import torch.nn as nn
+
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    nn.init.xavier_uniform_(model.patch_embedding.weight.flatten(1))
+    embedder = model.condition_embedder
+    for module in (*embedder.text_embedder.modules(), *embedder.time_embedder.modules()):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+    nn.init.zeros_(model.proj_out.weight)
+    nn.init.zeros_(model.proj_out.bias)
+    return model
 
 
 def make_scheduler(recipe: WorldRecipe):

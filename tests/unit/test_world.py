@@ -130,3 +130,22 @@ def test_world_build_cli_registers_the_base(cli, tmp_path):
     bases = {b["name"]: b for b in cli("base", "ls", "--json").json()}
     old = bases[f"micro-old-{first['id'][:6]}"]  # the earlier record is retired, not removed (its children keep it)
     assert old["id"] == first["id"] and old["retired"].startswith("rebuilt") and bases["micro"]["id"] != first["id"]
+
+
+def test_wan_init_starts_the_transformer_from_a_zero_velocity():
+    """transformer.init=wan: the original Wan init (xavier linears, zero biases, zero output head), so the
+    untrained model predicts v = 0; the default keeps PyTorch's init (the worlds built before it)."""
+    import torch.nn as nn
+
+    from p2e_cli.world.build import make_transformer
+
+    x = torch.randn(1, 4, 2, 8, 8)
+    kwargs = dict(hidden_states=x, timestep=torch.tensor([500.0]), encoder_hidden_states=torch.randn(1, 3, 384),
+                  return_dict=False)
+    wan = make_transformer(load_recipe("world-micro", ["transformer.init=wan"]))
+    assert torch.count_nonzero(wan(**kwargs)[0]) == 0
+    linears = [m for m in wan.modules() if isinstance(m, nn.Linear)]
+    assert all(torch.count_nonzero(m.bias) == 0 for m in linears if m.bias is not None)
+    assert abs(wan.condition_embedder.text_embedder.linear_1.weight.std().item() - 0.02) < 0.005
+    default = make_transformer(load_recipe("world-micro"))
+    assert torch.count_nonzero(default(**kwargs)[0]) > 0
