@@ -1,0 +1,92 @@
+"""Can a base learn one effect at all? A full fine-tune per effect: the upper bound of any reference LoRA (issue 29).
+
+    python benchmarks/expert_probe.py --base tiny19 --effects spin-cw,zoom-in,melt --steps 400 [--sheet out.png]
+
+For each (train) effect: a copy of the base's transformer, every weight trained with the flow-matching loss on the
+effect's library clips (the clips `p2e train lora` uses: train photos; synthesised if missing), AdamW, cosine lr.
+Prints the validation loss on the held-out photos' clips before and after (the fixed draws `p2e train lora`
+reports), then renders the fine-tuned model with the base's default render settings and the effect's caption on
+the identification photos and prints the ranks of its own ground truth among all effects + the still photo
+(1 = identified; `p2e eval run`'s identification). If a full fine-tune does not perform an effect, no low-rank
+LoRA of the same budget will: the base is what has to change. Train effects only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    import torch
+
+    from p2e_cli import effects as fx
+    from p2e_cli import identify
+    from p2e_cli.catalog import resolve_base
+    from p2e_cli.lora_jobs import effect_set, encode_all, gather
+    from p2e_cli.recipes import load_recipe
+    from p2e_cli.registry import open_registry
+    from p2e_cli.render import Renderer, RenderParams
+    from p2e_cli.training import cosine_lr, flow_matching_loss, shifted_sigmas, validation_loss
+    from p2e_cli.wan import base_settings, load_pipeline
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="tiny", help="registered base")
+    parser.add_argument("--effects", default="spin-cw,zoom-in,melt")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--sheet", type=Path, default=None, help="truth / fine-tuned rows on the first photo (PNG)")
+    args = parser.parse_args()
+    effects = [e for e in args.effects.split(",") if e]
+    if any(fx.get_effect(e).split != "train" for e in effects):
+        raise SystemExit("train effects only")
+
+    reg, base = open_registry(), resolve_base(args.base)
+    settings = base_settings(base)
+    cfg = load_recipe("library-tiny", [f"base={base.name or base.id}"], kind="lora")
+    pipe = load_pipeline(base)
+    frozen = pipe.transformer
+    shift = settings.get("flow_shift") or 3.0
+    shown = []
+    for effect in effects:
+        data = gather(reg, effect, cfg, settings)
+        encode_all(reg, base, pipe, [data])
+        clips = effect_set(reg, base, data, None)
+        model = copy.deepcopy(frozen).float().train()
+        before = validation_loss(model, clips.val_latents, clips.val_text, effect)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+        start = time.perf_counter()
+        for step in range(args.steps):
+            g = torch.Generator().manual_seed(step)
+            idx = torch.randint(len(clips.latents), (args.batch_size,), generator=g)
+            latents = clips.latents[idx].float()
+            sigmas = shifted_sigmas(torch.rand(args.batch_size, generator=g), shift)
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, args.steps, args.lr, 20)
+            loss = flow_matching_loss(model, latents, clips.text[idx].float(), sigmas,
+                                      torch.randn(latents.shape, generator=g)).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        seconds = time.perf_counter() - start
+        model.eval()
+        after = validation_loss(model, clips.val_latents, clips.val_text, effect)
+        pipe.transformer = model
+        renderer = Renderer(base, pipe=pipe)
+        params = RenderParams(prompt=fx.get_effect(effect).prompts[0], seed=0)
+        renders = identify.render_on_photos(lambda image: renderer.render(image, [], params), settings["size"][1])
+        result = identify.identify(effect, renders)
+        pipe.transformer = frozen
+        shown.append((effect, {"full fine-tune": renders[identify.PHOTOS[0]]}))
+        print(f"{base.name}: {effect:14s} validation loss {before:.3f} -> {after:.3f}  ranks {result['ranks']}  "
+              f"nearest {result['nearest']}  ({args.steps} steps, {seconds / 60:.1f} min)", flush=True)
+    if args.sheet is not None:
+        identify.sheet(shown, identify.PHOTOS[0], args.sheet)
+
+
+if __name__ == "__main__":
+    main()
