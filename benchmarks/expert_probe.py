@@ -9,6 +9,11 @@ reports), then renders the fine-tuned model with the base's default render setti
 the identification photos and prints the ranks of its own ground truth among all effects + the still photo
 (1 = identified; `p2e eval run`'s identification). If a full fine-tune does not perform an effect, no low-rank
 LoRA of the same budget will: the base is what has to change. Train effects only.
+
+`--x0-sheet DIR` also writes DIR/EFFECT-x0.png: the first validation clip decoded, then what the fine-tuned model
+predicts as the clean clip, x0 = x_sigma - sigma * v, from that clip noised to sigma 1 (pure noise, as a render
+starts), 0.95, 0.8, 0.6 and 0.4 (the conditioning frame clean, as in training). A prediction that shows the
+effect's layout from pure noise, while the render does not, points at sampling; one without it, at the model.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--sheet", type=Path, default=None, help="truth / fine-tuned rows on the first photo (PNG)")
+    parser.add_argument("--x0-sheet", type=Path, default=None, help="folder for each effect's x0-prediction sheet")
     args = parser.parse_args()
     effects = [e for e in args.effects.split(",") if e]
     if any(fx.get_effect(e).split != "train" for e in effects):
@@ -75,6 +81,9 @@ def main() -> None:
         seconds = time.perf_counter() - start
         model.eval()
         after = validation_loss(model, clips.val_latents, clips.val_text, effect)
+        if args.x0_sheet is not None:
+            x0_sheet(pipe.vae, model, clips.val_latents[:1].float(), clips.val_text[:1].float(),
+                     args.x0_sheet / f"{effect}-x0.png")
         pipe.transformer = model
         renderer = Renderer(base, pipe=pipe)
         params = RenderParams(prompt=fx.get_effect(effect).prompts[0], seed=0)
@@ -86,6 +95,38 @@ def main() -> None:
               f"nearest {result['nearest']}  ({args.steps} steps, {seconds / 60:.1f} min)", flush=True)
     if args.sheet is not None:
         identify.sheet(shown, identify.PHOTOS[0], args.sheet)
+
+
+def x0_sheet(vae, model, latents, text, out: Path, sigmas=(1.0, 0.95, 0.8, 0.6, 0.4)) -> None:
+    """Truth, then the model's x0 prediction from each noise level, decoded; one row each."""
+    import torch
+
+    from p2e_cli.video import contact_sheet, write_image
+
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    _, _, frames, h, w = latents.shape
+    _, ph, pw = model.config.patch_size
+    per_frame = (h // ph) * (w // pw)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+
+    def decode(z):
+        clip = vae.decode(z * std + mean).sample[0].clamp(-1, 1)
+        return ((clip + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy()
+
+    rows, labels = [decode(latents)], ["truth (VAE)"]
+    with torch.no_grad():
+        for sigma in sigmas:
+            noisy = (1 - sigma) * latents + sigma * noise
+            noisy[:, :, :1] = latents[:, :, :1]
+            timestep = torch.cat([torch.zeros(1, per_frame), torch.full((1, per_frame * (frames - 1)), sigma * 1000)], 1)
+            v = model(hidden_states=noisy, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]
+            x0 = noisy - sigma * v
+            x0[:, :, :1] = latents[:, :, :1]
+            rows.append(decode(x0))
+            labels.append(f"x0 from sigma {sigma}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_image(contact_sheet(rows, labels, max_columns=9), out)
 
 
 if __name__ == "__main__":
