@@ -81,8 +81,8 @@ def make_transformer(recipe: WorldRecipe):
 
 def wan_init(model):
     """The original Wan repo's initialisation (WanModel.init_weights): xavier-uniform weights and zero biases
-    for every linear layer and the patch embedding, N(0, 0.02) for the text and time embedders, and a zero
-    output head, so that training starts from predicting v = 0 (diffusers builds with PyTorch's defaults,
+    for every linear layer, a xavier-uniform patch embedding, N(0, 0.02) for the text and time embedders, and a
+    zero output head, so that training starts from predicting v = 0 (diffusers builds with PyTorch's defaults,
     since it only loads pretrained weights)."""
     import torch.nn as nn
 
