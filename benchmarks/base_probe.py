@@ -51,22 +51,20 @@ def rope_resolution(head_dim: int, tokens: int, theta: float = 10000.0) -> tuple
 
 @torch.no_grad()
 def probe(folder: Path, clips: int, sigma: float, seed: int) -> None:
+    from p2e_cli.encode import encode_latents, encode_texts
     from p2e_cli.training import flow_matching_loss
     from p2e_cli.wan import base_settings, load_pipeline
     from p2e_cli.world.change import corpus_clips
     from p2e_cli.world.corpus import captions, photo_bank
 
     pipe = load_pipeline(folder)
-    vae, transformer = pipe.vae, pipe.transformer.float().eval()
+    transformer = pipe.transformer.float().eval()
     settings = base_settings(folder)
     size, frames = settings["size"][0], settings["frames"]
     g = torch.Generator().manual_seed(seed)
     video, changed = corpus_clips("broad", photo_bank("train", size=2 * size), clips, frames, size, g)
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
-    latents = torch.cat([(vae.encode(video[i:i + 4]).latent_dist.mode() - mean) / std for i in range(0, clips, 4)])
-    text = pipe.encode_prompt(captions(clips, g, changed), do_classifier_free_guidance=False, num_videos_per_prompt=1,
-                              max_sequence_length=settings["max_sequence_length"])[0]
+    latents = torch.cat([encode_latents(pipe, video[i:i + 4]) for i in range(0, clips, 4)])
+    text = encode_texts(pipe, captions(clips, g, changed), settings["max_sequence_length"])
     noise = torch.randn(latents.shape, generator=g)
     name = folder.name
 
@@ -87,12 +85,9 @@ def probe(folder: Path, clips: int, sigma: float, seed: int) -> None:
     first = latents[:, :, 0].reshape(b, c, gh, ph, gw, pw).permute(0, 2, 4, 1, 3, 5).reshape(b * gh * gw, -1)
     r2 = linear_r2(first, coords.repeat(b, 1), n_fit * gh * gw)
     print(f"{name}: position R^2 (x, y) of the VAE's frame-0 latent patches: {r2[0]:.3f}, {r2[1]:.3f}")
-    noisy = (1 - sigma) * latents + sigma * noise
-    noisy[:, :, :1] = latents[:, :, :1]
-    timestep = torch.cat([torch.zeros(b, gh * gw), torch.full((b, gh * gw * (f - 1)), sigma * 1000)], 1)
     states = []
     hooks = [block.register_forward_hook(lambda m, i, o: states.append(o)) for block in transformer.blocks]
-    transformer(hidden_states=noisy, timestep=timestep, encoder_hidden_states=text, return_dict=False)
+    flow_matching_loss(transformer, latents, text, torch.full((b,), sigma), noise)
     for hook in hooks:
         hook.remove()
     for k, state in enumerate(states):

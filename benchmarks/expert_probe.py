@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,12 +31,13 @@ def main() -> None:
     from p2e_cli import effects as fx
     from p2e_cli import identify
     from p2e_cli.catalog import resolve_base
-    from p2e_cli.lora_jobs import effect_set, encode_all, gather
+    from p2e_cli.lora_jobs import effect_set, encode_all, flow_shift, gather
     from p2e_cli.recipes import load_recipe
     from p2e_cli.registry import open_registry
     from p2e_cli.render import Renderer, RenderParams
-    from p2e_cli.training import cosine_lr, flow_matching_loss, shifted_sigmas, validation_loss
+    from p2e_cli.training import flow_matching_loss, shifted_sigmas, validation_loss
     from p2e_cli.wan import base_settings, load_pipeline
+    from p2e_cli.world.build import Checkpoints, train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="tiny", help="registered base")
@@ -55,7 +57,7 @@ def main() -> None:
     cfg = load_recipe("library-tiny", [f"base={base.name or base.id}"], kind="lora")
     pipe = load_pipeline(base)
     frozen = pipe.transformer
-    shift = settings.get("flow_shift") or 3.0
+    shift = flow_shift(settings, pipe)
     shown = []
     for effect in effects:
         data = gather(reg, effect, cfg, settings)
@@ -63,21 +65,19 @@ def main() -> None:
         clips = effect_set(reg, base, data, None)
         model = copy.deepcopy(frozen).float().train()
         before = validation_loss(model, clips.val_latents, clips.val_text, effect)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-        start = time.perf_counter()
-        for step in range(args.steps):
+
+        def loss_at(step: int, clips=clips, model=model) -> torch.Tensor:
             g = torch.Generator().manual_seed(step)
             idx = torch.randint(len(clips.latents), (args.batch_size,), generator=g)
             latents = clips.latents[idx].float()
             sigmas = shifted_sigmas(torch.rand(args.batch_size, generator=g), shift)
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, args.steps, args.lr, 20)
-            loss = flow_matching_loss(model, latents, clips.text[idx].float(), sigmas,
+            return flow_matching_loss(model, latents, clips.text[idx].float(), sigmas,
                                       torch.randn(latents.shape, generator=g)).mean()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as scratch:  # the world build's loop: AdamW, cosine lr, clip 1.0
+            train(effect, model, loss_at, steps=args.steps, lr=args.lr, warmup=20, checkpoints=Checkpoints(Path(scratch)),
+                  every=args.steps)
         seconds = time.perf_counter() - start
         model.eval()
         after = validation_loss(model, clips.val_latents, clips.val_text, effect)
@@ -101,13 +101,11 @@ def x0_sheet(vae, model, latents, text, out: Path, sigmas=(1.0, 0.95, 0.8, 0.6, 
     """Truth, then the model's x0 prediction from each noise level, decoded; one row each."""
     import torch
 
+    from p2e_cli.training import flow_prediction
     from p2e_cli.video import contact_sheet, write_image
 
     mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
     std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
-    _, _, frames, h, w = latents.shape
-    _, ph, pw = model.config.patch_size
-    per_frame = (h // ph) * (w // pw)
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
 
     def decode(z):
@@ -117,12 +115,9 @@ def x0_sheet(vae, model, latents, text, out: Path, sigmas=(1.0, 0.95, 0.8, 0.6, 
     rows, labels = [decode(latents)], ["truth (VAE)"]
     with torch.no_grad():
         for sigma in sigmas:
-            noisy = (1 - sigma) * latents + sigma * noise
-            noisy[:, :, :1] = latents[:, :, :1]
-            timestep = torch.cat([torch.zeros(1, per_frame), torch.full((1, per_frame * (frames - 1)), sigma * 1000)], 1)
-            v = model(hidden_states=noisy, timestep=timestep, encoder_hidden_states=text, return_dict=False)[0]
-            x0 = noisy - sigma * v
-            x0[:, :, :1] = latents[:, :, :1]
+            pred, target, first = flow_prediction(model, latents, text, torch.tensor([sigma]), noise)
+            x0 = latents + sigma * (target - pred)
+            x0[:, :, :first] = latents[:, :, :first]
             rows.append(decode(x0))
             labels.append(f"x0 from sigma {sigma}")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -123,6 +123,17 @@ def flow_matching_loss(transformer, latents: torch.Tensor, text: torch.Tensor, s
     condition: None for expand_timesteps conditioning; else the pipeline's concat condition
     (B, 4 + C, F, h, w) = [first-frame mask, image latent] (Wan2.1 / A14B).
     """
+    pred, target, first = flow_prediction(transformer, latents, text, sigmas, noise, condition, image_embeds)
+    err = (pred.float() - target.float()).pow(2)[:, :, first:]
+    return err.mean(dim=(1, 2, 3, 4))
+
+
+def flow_prediction(transformer, latents: torch.Tensor, text: torch.Tensor, sigmas: torch.Tensor,
+                    noise: torch.Tensor, condition: torch.Tensor | None = None,
+                    image_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The transformer's velocity on the latents noised to `sigmas` (as flow_matching_loss feeds it), the
+    target velocity noise - latents, and the first frame the loss counts (1 under expand_timesteps: the
+    conditioning frame is given clean). The clean-clip prediction is latents + sigma (target - pred)."""
     device = next(transformer.parameters()).device
     latents, text, sigmas, noise = (t.to(device) for t in (latents, text, sigmas, noise))
     condition = condition.to(device) if condition is not None else None
@@ -143,8 +154,7 @@ def flow_matching_loss(transformer, latents: torch.Tensor, text: torch.Tensor, s
         model_input, timestep, first = torch.cat([noisy, condition], dim=1), sigmas * 1000, 0
     pred = transformer(hidden_states=model_input, timestep=timestep, encoder_hidden_states=text,
                        encoder_hidden_states_image=image_embeds, return_dict=False)[0]
-    err = (pred.float() - target.float()).pow(2)[:, :, first:]
-    return err.mean(dim=(1, 2, 3, 4))
+    return pred, target, first
 
 
 VALIDATION_SIGMAS = (0.2, 0.4, 0.6, 0.8)
