@@ -20,6 +20,13 @@
    radians across it).
 
 R^2 near 0 after every block means no LoRA on this base can turn the picture about its centre.
+
+3. **Does a caption that says what changes help?** For a base built with `transformer.captions: coded`, the
+   changed clips' loss is also printed with their motion codes as captions (world/change.py motion_codes):
+   a base that lays out a described change has a much lower loss at high noise with the code than
+   without. `--x0-sheet PNG` decodes the clean-clip prediction from pure noise (sigma 1, where a render
+   starts) for the changed clips with the largest turn and zoom codes, with each caption kind, under the
+   truth.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-SIGMAS = (0.05, 0.2, 0.4, 0.6, 0.8, 0.95)
+SIGMAS = (0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0)
 
 
 def linear_r2(features: torch.Tensor, targets: torch.Tensor, n_fit: int) -> list[float]:
@@ -50,7 +57,7 @@ def rope_resolution(head_dim: int, tokens: int, theta: float = 10000.0) -> tuple
 
 
 @torch.no_grad()
-def probe(folder: Path, clips: int, sigma: float, seed: int) -> None:
+def probe(folder: Path, clips: int, sigma: float, seed: int, x0_sheet: Path | None = None) -> None:
     from p2e_cli.encode import encode_latents, encode_texts
     from p2e_cli.training import flow_matching_loss
     from p2e_cli.wan import base_settings, load_pipeline
@@ -62,19 +69,29 @@ def probe(folder: Path, clips: int, sigma: float, seed: int) -> None:
     settings = base_settings(folder)
     size, frames = settings["size"][0], settings["frames"]
     g = torch.Generator().manual_seed(seed)
-    video, changed = corpus_clips("broad", photo_bank("train", size=2 * size), clips, frames, size, g)
+    codes: list[str] = []
+    video, changed = corpus_clips("broad", photo_bank("train", size=2 * size), clips, frames, size, g, codes)
     latents = torch.cat([encode_latents(pipe, video[i:i + 4]) for i in range(0, clips, 4)])
-    text = encode_texts(pipe, captions(clips, g, changed), settings["max_sequence_length"])
+    generic = captions(clips, g, changed)
+    text = encode_texts(pipe, generic, settings["max_sequence_length"])
+    coded = encode_texts(pipe, [c or t for c, t in zip(codes, generic)], settings["max_sequence_length"])
     noise = torch.randn(latents.shape, generator=g)
     name = folder.name
 
-    for label, rows in (("neutral", ~changed), ("changed", changed)):
-        x, n, t = latents[rows], noise[rows], text[rows]
+    for label, rows, t_all in (("neutral", ~changed, text), ("changed", changed, text),
+                               ("changed, coded captions", changed, coded)):
+        x, n, t = latents[rows], noise[rows], t_all[rows]
         model = [flow_matching_loss(transformer, x, t, torch.full((len(x),), s), n).mean().item() for s in SIGMAS]
         # copying the clean first latent frame: x0_hat = x[:, :, :1], so v_hat - v = (x - x0_hat) / sigma
         copy = [((x[:, :, 1:] - x[:, :, :1]) ** 2).mean().item() / s ** 2 for s in SIGMAS]
         cells = "  ".join(f"{s}: {m:.3f} ({c:.2f})" for s, m, c in zip(SIGMAS, model, copy))
         print(f"{name}: {label} clips ({int(rows.sum())}), loss by sigma (copy-frame-0 predictor):  {cells}")
+
+    if x0_sheet is not None:
+        picks = [next((i for i, c in enumerate(codes) if set(c.split()) & set(words)), None)
+                 for words in (("basalt", "flint"), ("garnet", "marble"))]
+        write_x0_sheet(pipe, transformer, [i for i in picks if i is not None], latents, noise, {"generic": text, "coded": coded},
+                       [codes[i] for i in picks if i is not None], x0_sheet)
 
     b, c, f, h, w = latents.shape
     _, ph, pw = transformer.config.patch_size
@@ -101,6 +118,33 @@ def probe(folder: Path, clips: int, sigma: float, seed: int) -> None:
           f"frequencies {', '.join(f'{x:.3g}' for x in freqs)} rad/token; {useful} resolve the grid")
 
 
+def write_x0_sheet(pipe, transformer, picks, latents, noise, texts, codes, out: Path) -> None:
+    """Per picked clip: the truth, then the x0 prediction from sigma 1 with each caption kind (decoded)."""
+    from p2e_cli.training import flow_prediction
+    from p2e_cli.video import contact_sheet, write_image
+
+    vae = pipe.vae
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+
+    def decode(z):
+        clip = vae.decode(z * std + mean).sample[0].clamp(-1, 1)
+        return ((clip + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy()
+
+    rows, labels = [], []
+    for i, code in zip(picks, codes):
+        x = latents[i:i + 1]
+        rows.append(decode(x))
+        labels.append(f"truth ({code})")
+        for kind, text in texts.items():
+            pred, target, first = flow_prediction(transformer, x, text[i:i + 1], torch.tensor([1.0]), noise[i:i + 1])
+            x0 = x + (target - pred)
+            x0[:, :, :first] = x[:, :, :first]
+            rows.append(decode(x0))
+            labels.append(f"x0 from sigma 1, {kind} caption")
+    write_image(contact_sheet(rows, labels, max_columns=17), out)
+
+
 def main() -> None:
     from p2e_cli.catalog import resolve_base
     from p2e_cli.wan import base_path
@@ -110,10 +154,12 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=64, help="broad-corpus clips (the probes fit on 3/4 of them)")
     parser.add_argument("--sigma", type=float, default=0.9, help="noise level of the position probe")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--x0-sheet", type=Path, default=None,
+                        help="PNG: x0 from pure noise for a turning and a zooming clip (one base)")
     args = parser.parse_args()
     for base in args.base or ["tiny"]:
         folder = Path(base) if Path(base).is_dir() else base_path(resolve_base(base))
-        probe(folder, args.clips, args.sigma, args.seed)
+        probe(folder, args.clips, args.sigma, args.seed, args.x0_sheet)
 
 
 if __name__ == "__main__":

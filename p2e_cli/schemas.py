@@ -112,6 +112,9 @@ class WorldTransformer:
     lr: float = bounded(1e-3, 0.0, 1.0)
     warmup_steps: int = bounded(100, 0, STEPS_MAX)
     caption_dropout: float = bounded(0.1, 0.0, 1.0)
+    # changed clips' captions: "generic" (that something changes) or "coded" (what changes, in motion-code
+    # words that no effect prompt uses: world/change.py motion_codes)
+    captions: Literal["generic", "coded"] = "generic"
     # "wan": the original Wan repo's init (xavier-uniform linears, zero biases, N(0, 0.02) embedders, a zero
     # output head); "torch": PyTorch's layer defaults, which every world up to session 19 trained from
     init: Literal["torch", "wan"] = "torch"

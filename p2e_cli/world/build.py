@@ -239,22 +239,31 @@ def latent_statistics(vae, recipe: WorldRecipe, bank: torch.Tensor, n: int = 64)
 
 
 @torch.no_grad()
-def encode_corpus(vae, recipe: WorldRecipe, bank: torch.Tensor) -> dict[str, torch.Tensor]:
+def encode_corpus(vae, recipe: WorldRecipe, bank: torch.Tensor) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The transformer's training set: the corpus's clips as normalised latents + caption indices
-    (into ALL_CAPTIONS)."""
+    into the returned caption list (ALL_CAPTIONS, then the motion codes drawn, with
+    transformer.captions: coded)."""
     n, chunk = recipe.transformer.corpus_clips, 16
     mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
     std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    table = list(ALL_CAPTIONS)
     latents, caption_ids = [], []
     with console.progress("encode corpus", total=n) as advance:
         for start in range(0, n, chunk):
             g = step_generator(recipe.seed, "corpus", start)
             count = min(chunk, n - start)
-            clips, changed = corpus_clips(recipe.corpus, bank, count, recipe.frames, recipe.size, g)
+            codes: list[str] = []
+            clips, changed = corpus_clips(recipe.corpus, bank, count, recipe.frames, recipe.size, g, codes)
             latents.append(((vae.encode(clips).latent_dist.mode() - mean) / std).half())
-            caption_ids.append(torch.tensor([ALL_CAPTIONS.index(c) for c in captions(count, g, changed)]))
+            texts = captions(count, g, changed)
+            if recipe.transformer.captions == "coded":
+                texts = [code or text for code, text in zip(codes, texts)]
+            for text in texts:
+                if text not in table:
+                    table.append(text)
+            caption_ids.append(torch.tensor([table.index(c) for c in texts]))
             advance(count)
-    return {"latents": torch.cat(latents), "captions": torch.cat(caption_ids)}
+    return {"latents": torch.cat(latents), "captions": torch.cat(caption_ids)}, table
 
 
 def transformer_loss_fn(transformer, recipe: WorldRecipe, corpus: dict[str, torch.Tensor],
@@ -323,7 +332,7 @@ def recipe_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
 
 
 # What may still change on --resume: a stage's own settings, until that stage starts (the
-# products of the stages before it are finished by then). The corpus size is fixed once encoded.
+# products of the stages before it are finished by then). The corpus (its size, its captions) is fixed once encoded.
 OPEN_UNTIL = {"transformer": ("transformer.", "render.", "checkpoint_every"), "decoder": ("decoder.",)}
 
 
@@ -333,7 +342,7 @@ def check_resumable(old: dict[str, Any], new: dict[str, Any], checkpoints: Check
     old = to_dict(parse_recipe(old))  # a build started before a key existed ran at its default
 
     def is_open(key: str) -> bool:
-        return key != "transformer.corpus_clips" and any(
+        return key not in ("transformer.corpus_clips", "transformer.captions") and any(
             key.startswith(prefixes) and not (checkpoints.done(f"{stage}.ckpt") or checkpoints.done(stage))
             for stage, prefixes in OPEN_UNTIL.items())
 
@@ -376,10 +385,10 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
 
     corpus_file = work / "corpus.safetensors"
     if not corpus_file.exists():
-        corpus = encode_corpus(vae, recipe, bank)
-        corpus["text"] = encode_prompts(vae, list(ALL_CAPTIONS) + [""], recipe.max_sequence_length)
+        corpus, table = encode_corpus(vae, recipe, bank)
+        corpus["text"] = encode_prompts(vae, table + [""], recipe.max_sequence_length)
         with atomic_write(corpus_file) as tmp:
-            save_file(corpus, str(tmp))
+            save_file(corpus, str(tmp), metadata={"captions": json.dumps(table)})
     corpus = load_file(str(corpus_file))
 
     transformer = make_transformer(recipe)

@@ -26,10 +26,11 @@ from .corpus import _neutral_motion, add_grain, neutral_clips
 NEUTRAL_SHARE = 0.25
 
 
-def broad_clips(bank: torch.Tensor, n: int, frames: int, size: int,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def broad_clips(bank: torch.Tensor, n: int, frames: int, size: int, generator: torch.Generator,
+                codes: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """n broad-corpus clips (n, 3, frames, size, size) in [-1, 1] and which carry a change (the rest are
-    neutral). With frames == 1 each clip is a single frame at a random time: changed stills for a codec."""
+    neutral). With frames == 1 each clip is a single frame at a random time: changed stills for a codec.
+    A list passed as `codes` receives each clip's motion code (`motion_codes`; "" for neutral clips)."""
     g = generator
     video, noise = _neutral_motion(bank, n, frames, size, g)
     t = torch.linspace(0, 1, frames) if frames > 1 else torch.rand(1, generator=g)
@@ -40,13 +41,15 @@ def broad_clips(bank: torch.Tensor, n: int, frames: int, size: int,
     nothing = ~(use["affine"] | use["field"] | use["colour"] | use["shape"])
     use["affine"] = use["affine"] | nothing
     use = {k: v & changed for k, v in use.items()}
-    moved = warp(video, t, use["affine"], use["field"], g)
+    moved, summary = warp(video, t, use["affine"], use["field"], g)
     recoloured = recolour(moved, t, g)
     mask = sweep_mask(n, t, size, g)
     # recolour where `colour`: everywhere, or (with `mask`) behind the sweeping mask
     weight = torch.where(use["mask"].view(n, 1, 1, 1, 1), mask, 1.0) * use["colour"].float().view(n, 1, 1, 1, 1)
     out = moved + weight * (recoloured - moved)
     out = occlude(out, t, use["shape"], g)
+    if codes is not None:
+        codes.extend(motion_codes(summary, use, changed))
     if frames > 1:
         out[:, :, 0] = video[:, :, 0]  # the conditioning frame is the view, exactly
     return add_grain(out.clamp(-1, 1), noise, g), changed
@@ -78,9 +81,10 @@ def sometimes(n: int, p: float, g: torch.Generator) -> torch.Tensor:
 
 
 def warp(video: torch.Tensor, t: torch.Tensor, affine: torch.Tensor, field: torch.Tensor,
-         g: torch.Generator) -> torch.Tensor:
+         g: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Resample every frame through its own grid: output pixel p shows the source at
-    centre + A(t) (p - centre) - pan(t) + field(p, t) (+ a polar twist)."""
+    centre + A(t) (p - centre) - pan(t) + field(p, t) (+ a polar twist). Also returns a summary of
+    each clip's warp, its parameters averaged over the clip's frames (for `motion_codes`)."""
     n, _, frames, h, w = video.shape
     T = len(t)
     # affine parts, each on its own curve, each present with some probability
@@ -140,7 +144,67 @@ def warp(video: torch.Tensor, t: torch.Tensor, affine: torch.Tensor, field: torc
     fill = torch.where(torch.rand(n, 1, generator=g) < 0.5, -1.0, torch.rand(n, 3, generator=g) * 2 - 1)  # black half the time
     filled = inside.view(n, 1, T, h, w) * out + (1 - inside.view(n, 1, T, h, w)) * fill.view(n, 3, 1, 1, 1)
     moved = torch.where((edge == 0).view(n, 1, 1, 1, 1), filled, out)
-    return torch.where((affine | field).view(n, 1, 1, 1, 1), moved, video)
+    summary = {"turns": angle.mean(1) / (2 * math.pi), "zoom": ((log_sx + log_sy) / 2).mean(1),
+               "squash": ((log_sx - log_sy) / 2).mean(1), "shear": sh.mean(1),
+               "pan": (pan.view(n, 2, 1) * c_pan.view(n, 1, T) * on.view(n, 1, 1)).mean(2), "centre": centre,
+               "twist": (twist.view(n) * twist_profile[:, 0, 0, 0].sign()) * c_field.abs().mean(1).gt(0.02),
+               "piecewise": piecewise.view(n) & c_field.abs().mean(1).gt(0.02) & twist.view(n).eq(0),
+               "smooth": ~piecewise.view(n) & c_field.abs().mean(1).gt(0.02) & twist.view(n).eq(0)}
+    return torch.where((affine | field).view(n, 1, 1, 1, 1), moved, video), summary
+
+
+# Motion codes (transformer.captions: coded): words with no meaning in the effect library's prompts
+# (tests/unit/test_broad_corpus.py checks), so a base that lays out a coded change does not perform a
+# named effect from its prompt; a LoRA learns which code an effect's prompt stands for.
+_TURN = ("basalt", "cedar", "dune", "ember", "fern", "flint")  # -large .. -small, +small .. +large
+_ZOOM = ("garnet", "granite", "jade", "kelp", "lichen", "marble")
+_PAN = ("moss", "nickel", "onyx", "opal", "pebble", "quartz", "reed", "sage")  # 8 directions
+_FAR, _SQUASH, _SHEAR = "slate", ("talc", "thistle"), ("umber", "vellum")
+_CENTRE = ("willow", "yarrow", "zinc", "agate")  # off-centre quadrant
+_TWIST, _PIECEWISE, _SMOOTH = ("birch", "clover"), "delta", "echo"
+_COLOUR, _MASK, _SHAPE, _OTHER = "fable", "gamma", "helix", "kilo"
+CODE_WORDS = (*_TURN, *_ZOOM, *_PAN, _FAR, *_SQUASH, *_SHEAR, *_CENTRE, *_TWIST, _PIECEWISE, _SMOOTH,
+              _COLOUR, _MASK, _SHAPE, _OTHER)
+
+
+def _graded(value: float, edges: tuple[float, float, float], words: tuple[str, ...]) -> list[str]:
+    """One of 6 words for a signed value by its magnitude bin (none below the first edge)."""
+    bin_ = sum(abs(value) >= e for e in edges)
+    if bin_ == 0:
+        return []
+    return [words[3 - bin_] if value < 0 else words[2 + bin_]]
+
+
+def motion_codes(summary: dict[str, torch.Tensor], use: dict[str, torch.Tensor], changed: torch.Tensor) -> list[str]:
+    """Each clip's change as a caption of code words: the direction and size of its mean turn, zoom
+    and pan, squash, shear, an off-centre pivot, the kind of non-rigid warp, whether it recolours (and
+    behind a mask) or occludes. "" for neutral clips (they keep neutral captions)."""
+    out = []
+    for i in range(len(changed)):
+        if not changed[i]:
+            out.append("")
+            continue
+        words = _graded(summary["turns"][i].item(), (0.02, 0.1, 0.3), _TURN)
+        words += _graded(summary["zoom"][i].item(), (0.05, 0.2, 0.5), _ZOOM)
+        px, py = summary["pan"][i].tolist()
+        if math.hypot(px, py) >= 0.05:
+            words.append(_PAN[round(math.atan2(py, px) / (math.pi / 4)) % 8])
+            words += [_FAR] if math.hypot(px, py) >= 0.4 else []
+        for key, pair in (("squash", _SQUASH), ("shear", _SHEAR)):
+            value = summary[key][i].item()
+            words += [pair[value > 0]] if abs(value) >= 0.05 else []
+        cx, cy = summary["centre"][i].tolist()
+        if words and math.hypot(cx, cy) >= 0.1:
+            words.append(_CENTRE[(cx > 0) + 2 * (cy > 0)])
+        twist = summary["twist"][i].item()
+        words += [_TWIST[twist > 0]] if twist else []
+        words += [_PIECEWISE] if summary["piecewise"][i] else []
+        words += [_SMOOTH] if summary["smooth"][i] else []
+        words += [_COLOUR] if use["colour"][i] else []
+        words += [_MASK] if use["colour"][i] and use["mask"][i] else []
+        words += [_SHAPE] if use["shape"][i] else []
+        out.append(" ".join(words) or _OTHER)
+    return out
 
 
 def recolour(video: torch.Tensor, t: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -221,8 +285,11 @@ def occlude(video: torch.Tensor, t: torch.Tensor, on: torch.Tensor, g: torch.Gen
 
 
 def corpus_clips(kind: str, bank: torch.Tensor, n: int, frames: int, size: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """n clips of a corpus ("neutral" or "broad") and which of them carry a change beyond neutral motion."""
+                 generator: torch.Generator, codes: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """n clips of a corpus ("neutral" or "broad") and which of them carry a change beyond neutral motion
+    (`codes`: see broad_clips)."""
     if kind == "neutral":
+        if codes is not None:
+            codes.extend([""] * n)
         return neutral_clips(bank, n, frames, size, generator), torch.zeros(n, dtype=torch.bool)
-    return broad_clips(bank, n, frames, size, generator)
+    return broad_clips(bank, n, frames, size, generator, codes)

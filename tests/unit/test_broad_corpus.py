@@ -7,7 +7,7 @@ import torch
 
 from p2e_cli import effects as fx
 from p2e_cli.world.build import step_generator
-from p2e_cli.world.change import broad_clips
+from p2e_cli.world.change import CODE_WORDS, broad_clips, motion_codes
 from p2e_cli.world.change import corpus_clips
 from p2e_cli.world.corpus import ALL_CAPTIONS, CHANGE_CAPTIONS, captions, neutral_clips, photo_bank
 
@@ -51,3 +51,44 @@ def test_broad_corpus_knows_no_library_effect():
     changed = torch.tensor([True, False] * 8)
     drawn = captions(16, step_generator(0, "test", 0), changed)
     assert all((c in CHANGE_CAPTIONS) == bool(m) for c, m in zip(drawn, changed))
+
+
+def _words(texts) -> set[str]:
+    import re
+
+    return {w for t in texts for w in re.findall(r"[a-z]+", t.lower())}
+
+
+def test_motion_codes_say_what_changed_in_words_no_effect_prompt_uses():
+    import json
+
+    from p2e_cli.effects import space
+
+    bank = photo_bank("train", 64)
+    codes: list[str] = []
+    video, changed = broad_clips(bank, 48, 9, 32, step_generator(0, "test", 3), codes)
+    again: list[str] = []
+    broad_clips(bank, 48, 9, 32, step_generator(0, "test", 3), again)
+    assert codes == again and len(codes) == 48  # seeded like the clips
+    assert all(bool(c) == bool(m) for c, m in zip(codes, changed))  # neutral clips get no code
+    assert _words(codes) <= set(CODE_WORDS) and len(set(codes) - {""}) > 10  # codes vary with the change
+    # no code word means anything to the effect library or the effect space: the base does not perform an
+    # effect from its prompt; a LoRA must map the prompt onto the code
+    prompts = [p for e in fx.EFFECTS for p in (*e.prompts, *e.heldout_prompts)]
+    prompts += [p for e in (space.sample_effect(s) for s in range(200)) for p in e.prompts]
+    extra = json.loads((Path(fx.__file__).parent / "extra_prompts.json").read_text())
+    prompts += [p for paraphrases in extra.values() for p in paraphrases]
+    assert not set(CODE_WORDS) & _words(prompts)
+
+
+def test_motion_codes_name_the_direction_and_size_of_a_turn_and_a_zoom():
+    n = 4
+    summary = {"turns": torch.tensor([0.5, -0.05, 0.0, 0.0]), "zoom": torch.tensor([0.0, 0.0, 0.3, -0.6]),
+               "squash": torch.zeros(n), "shear": torch.zeros(n), "pan": torch.zeros(n, 2), "centre": torch.zeros(n, 2),
+               "twist": torch.zeros(n), "piecewise": torch.zeros(n, dtype=torch.bool),
+               "smooth": torch.zeros(n, dtype=torch.bool)}
+    use = {k: torch.zeros(n, dtype=torch.bool) for k in ("colour", "mask", "shape")}
+    big_turn, small_back_turn, zoom_in, zoom_out = motion_codes(summary, use, torch.ones(n, dtype=torch.bool))
+    assert len({big_turn, small_back_turn, zoom_in, zoom_out}) == 4
+    assert CODE_WORDS.index(big_turn) == 5 and CODE_WORDS.index(small_back_turn) == 2  # sign and size bins
+    assert zoom_in in CODE_WORDS[6:12] and zoom_out in CODE_WORDS[6:12]

@@ -39,6 +39,26 @@ def test_residual_vae_world_loads_as_a_wan22_style_vae(tmp_path):
     assert vae.encode(clip).latent_dist.mode().shape == (1, 4, 2, 8, 8)
 
 
+def test_coded_captions_reach_the_transformer_stage(tmp_path):
+    """transformer.captions: coded -- changed clips are captioned by their motion code, kept in the corpus file."""
+    import json
+
+    from safetensors import safe_open
+
+    from p2e_cli.world.change import CODE_WORDS
+    from p2e_cli.world.corpus import ALL_CAPTIONS
+
+    out = tmp_path / "w"
+    build_world(load_recipe("world-micro", TINY_STEPS + ["corpus=broad", "transformer.captions=coded",
+                                                         "transformer.corpus_clips=16", "transformer.steps=1"]), out)
+    with safe_open(str(out / ".build" / "corpus.safetensors"), "pt") as f:
+        table, ids, text = json.loads(f.metadata()["captions"]), f.get_tensor("captions"), f.get_tensor("text")
+    used = [table[i] for i in ids.tolist()]
+    coded = [c for c in used if c not in ALL_CAPTIONS]
+    assert coded and all(set(c.split()) <= set(CODE_WORDS) for c in coded)
+    assert len(text) == len(table) + 1  # every caption's embedding, then the empty prompt
+
+
 def test_world_build_resumes_exactly_after_ctrl_c(tmp_path, monkeypatch):
     import os
     import signal
