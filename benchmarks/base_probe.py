@@ -120,16 +120,13 @@ def probe(folder: Path, clips: int, sigma: float, seed: int, x0_sheet: Path | No
 
 def write_x0_sheet(pipe, transformer, picks, latents, noise, texts, codes, out: Path) -> None:
     """Per picked clip: the truth, then the x0 prediction from sigma 1 with each caption kind (decoded)."""
+    from functools import partial
+
+    from p2e_cli.encode import decode_latents
     from p2e_cli.training import flow_prediction
     from p2e_cli.video import contact_sheet, write_image
 
-    vae = pipe.vae
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
-
-    def decode(z):
-        clip = vae.decode(z * std + mean).sample[0].clamp(-1, 1)
-        return ((clip + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy()
+    decode = partial(decode_latents, pipe.vae)
 
     rows, labels = [], []
     for i, code in zip(picks, codes):

@@ -99,18 +99,16 @@ def main() -> None:
 
 def x0_sheet(vae, model, latents, text, out: Path, sigmas=(1.0, 0.95, 0.8, 0.6, 0.4)) -> None:
     """Truth, then the model's x0 prediction from each noise level, decoded; one row each."""
+    from functools import partial
+
     import torch
 
+    from p2e_cli.encode import decode_latents
     from p2e_cli.training import flow_prediction
     from p2e_cli.video import contact_sheet, write_image
 
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
-
-    def decode(z):
-        clip = vae.decode(z * std + mean).sample[0].clamp(-1, 1)
-        return ((clip + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy()
+    decode = partial(decode_latents, vae)
 
     rows, labels = [decode(latents)], ["truth (VAE)"]
     with torch.no_grad():

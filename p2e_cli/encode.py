@@ -75,6 +75,15 @@ def encode_latents(pipe, videos: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def decode_latents(vae, latents: torch.Tensor) -> np.ndarray:
+    """encode_latents' inverse for one clip: normalised latents (1, C, F, h, w) -> uint8 frames (T, H, W, 3)."""
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    clip = vae.decode((latents * std + mean).to(vae.dtype)).sample[0].float().clamp(-1, 1)
+    return ((clip + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy()
+
+
+@torch.no_grad()
 def encode_texts(pipe, texts: list[str], max_sequence_length: int) -> torch.Tensor:
     """Prompt embeddings exactly as WanImageToVideoPipeline makes them (zero-padded to max length)."""
     embeds, _ = pipe.encode_prompt(list(texts), do_classifier_free_guidance=False,

@@ -28,6 +28,22 @@ def test_micro_world_is_a_real_diffusers_pipeline(micro_world):
             assert all(f.get_slice(k).get_dtype() == "F16" for k in f.keys())
 
 
+def test_decode_latents_inverts_encode_latents(micro_world):
+    from diffusers import WanImageToVideoPipeline
+
+    from p2e_cli.encode import decode_latents, encode_latents
+
+    pipe = WanImageToVideoPipeline.from_pretrained(micro_world, local_files_only=True)
+    pipe.vae.float()
+    clip = torch.linspace(-1, 1, 32).view(1, 1, 1, 1, 32).expand(1, 3, 5, 32, 32)  # a horizontal ramp
+    frames = decode_latents(pipe.vae, encode_latents(pipe, clip))
+    assert frames.shape == (5, 32, 32, 3) and frames.dtype.name == "uint8"
+    # normalisation undone exactly: the same frames as decoding the VAE's own latents
+    direct = pipe.vae.decode(pipe.vae.encode(clip).latent_dist.mode()).sample[0].clamp(-1, 1)
+    expected = ((direct + 1) * 127.5).round().permute(1, 2, 3, 0).detach().numpy()
+    assert abs(frames.astype(float) - expected).max() <= 1
+
+
 def test_residual_vae_world_loads_as_a_wan22_style_vae(tmp_path):
     """vae.residual: Wan2.2's residual VAE blocks (parameter-free shortcuts), same latent shape."""
     from diffusers import AutoencoderKLWan
