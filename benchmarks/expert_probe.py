@@ -14,6 +14,10 @@ LoRA of the same budget will: the base is what has to change. Train effects only
 predicts as the clean clip, x0 = x_sigma - sigma * v, from that clip noised to sigma 1 (pure noise, as a render
 starts), 0.95, 0.8, 0.6 and 0.4 (the conditioning frame clean, as in training). A prediction that shows the
 effect's layout from pure noise, while the render does not, points at sampling; one without it, at the model.
+
+`--clips N` trains on N fresh clips of the effect instead of the library's (`curate.synth_clip` indices from
+10000 on: the same train photos, random views and parameter jitter, N times more of them), encoded once. It
+tells "the base cannot learn the transport" from "the library's clips are too few to learn it from".
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--sheet", type=Path, default=None, help="truth / fine-tuned rows on the first photo (PNG)")
     parser.add_argument("--x0-sheet", type=Path, default=None, help="folder for each effect's x0-prediction sheet")
+    parser.add_argument("--clips", type=int, default=0, help="train on this many fresh clips (0: the library's)")
     args = parser.parse_args()
     effects = [e for e in args.effects.split(",") if e]
     if any(fx.get_effect(e).split != "train" for e in effects):
@@ -63,6 +68,8 @@ def main() -> None:
         data = gather(reg, effect, cfg, settings)
         encode_all(reg, base, pipe, [data])
         clips = effect_set(reg, base, data, None)
+        if args.clips:
+            clips.latents, clips.text = fresh_clips(pipe, effect, args.clips, settings)
         model = copy.deepcopy(frozen).float().train()
         before = validation_loss(model, clips.val_latents, clips.val_text, effect)
 
@@ -95,6 +102,27 @@ def main() -> None:
               f"nearest {result['nearest']}  ({args.steps} steps, {seconds / 60:.1f} min)", flush=True)
     if args.sheet is not None:
         identify.sheet(shown, identify.PHOTOS[0], args.sheet)
+
+
+def fresh_clips(pipe, effect: str, n: int, settings: dict):
+    """n clips of the effect drawn as the library draws its own (indices 10000.., seed 0), encoded: (latents, text)."""
+    import numpy as np
+    import torch
+
+    from p2e_cli import effects as fx
+    from p2e_cli.curate import synth_clip
+    from p2e_cli.encode import encode_latents, encode_texts
+
+    latents, captions = [], []
+    for start in range(0, n, 16):
+        batch = [synth_clip(fx.get_effect(effect), 10000 + i, 0, settings["frames"], tuple(settings["size"][::-1]))
+                 for i in range(start, min(n, start + 16))]
+        video = torch.from_numpy(np.stack([clip for clip, _ in batch])).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+        with torch.no_grad():
+            latents.append(encode_latents(pipe, video).half())
+        captions += [data["caption"] for _, data in batch]
+    text = encode_texts(pipe, captions, settings["max_sequence_length"]).half()
+    return torch.cat(latents), text
 
 
 def x0_sheet(vae, model, latents, text, out: Path, sigmas=(1.0, 0.95, 0.8, 0.6, 0.4)) -> None:

@@ -19,13 +19,19 @@ def build(recipe: str = typer.Argument(..., help="World recipe: a file or a ship
           resume: bool = typer.Option(False, "--resume", help="Continue an interrupted build in the same folder, or add a later stage "
                                       "(decoder.*) to a finished one."),
           set_: List[str] = typer.Option([], "--set", help="Override a recipe key: --set transformer.steps=500."),
-          register: bool = typer.Option(True, "--register/--no-register", help="Register the result as a base named after the world.")) -> None:
+          register: bool = typer.Option(True, "--register/--no-register", help="Register the result as a base named after the world."),
+          captions: Optional[Path] = typer.Option(None, "--captions", help="Caption embeddings from `p2e world captions`, for a "
+                                                  "machine without the MiniLM package (a lent GPU).")) -> None:
     """Train a small Wan world (VAE + I2V transformer) on synthetic clips of photos and write a diffusers folder.
+    Training runs on the GPU when there is one.
 
     Example: p2e world build world-micro -o ./micro
 
     More decoder training on a finished build (encoder, latents and LoRAs unchanged):
     p2e world build world-tiny -o DIR --resume --set decoder.base_dim=32
+
+    On a GPU machine without MiniLM: here `p2e world captions world-tiny -o caps.safetensors`, there
+    `p2e world build world-tiny -o DIR --captions caps.safetensors`, then here `p2e base add NAME --path DIR`.
     """
     from ..recipes import load_recipe
     from ..registry import open_registry
@@ -37,12 +43,33 @@ def build(recipe: str = typer.Argument(..., help="World recipe: a file or a ship
     reg = open_registry()
     target = out or reg.home / "worlds" / config.name
     target.mkdir(parents=True, exist_ok=True)
-    path = build_world(config, target, resume=resume)
-    record = register_built(reg, config.name, path) if register else None
-    data = record.data if record else describe_base(path)
+    path = build_world(config, target, resume=resume, captions_file=captions)
+    linked = (path / "text_encoder").exists()
+    record = register_built(reg, config.name, path) if register and linked else None
+    data = record.data if record else describe_base(path) if linked else {}
     console.result({"path": str(path), "base": record.id if record else None, **data},
                    lambda: console.info(f"built world {config.name} at {path}"
-                                        + (f", registered as base {config.name} ({record.id})" if record else "")))
+                                        + (f", registered as base {config.name} ({record.id})" if record else "")
+                                        + ("" if linked else "; no MiniLM here to link as its text encoder: copy the "
+                                           f"folder to a machine with p2e and run p2e base add NAME --path DIR")))
+
+
+@app.command("captions")
+def captions_(recipe: str = typer.Argument(..., help="World recipe: a file or a shipped name (world-tiny, world-micro)."),
+              out: Path = typer.Option(..., "-o", "--out", help="Caption embeddings file to write (.safetensors)."),
+              set_: List[str] = typer.Option([], "--set", help="The same recipe overrides as the build's.")) -> None:
+    """Write the MiniLM embeddings of every caption a world build trains on, for `p2e world build --captions`
+    on a machine without the MiniLM package (a lent GPU). Coded captions draw the corpus once to list them.
+
+    Example: p2e world captions world-tiny -o caps.safetensors --set transformer.captions=coded
+    """
+    from ..recipes import load_recipe
+    from ..world.build import write_caption_file
+
+    config = load_recipe(recipe, set_, kind="world")
+    table = write_caption_file(config, out)
+    console.result({"path": str(out), "captions": len(table)},
+                   lambda: console.info(f"wrote {len(table)} caption embeddings to {out}"))
 
 
 @app.command("eval")

