@@ -21,7 +21,9 @@ def build(recipe: str = typer.Argument(..., help="World recipe: a file or a ship
           set_: List[str] = typer.Option([], "--set", help="Override a recipe key: --set transformer.steps=500."),
           register: bool = typer.Option(True, "--register/--no-register", help="Register the result as a base named after the world."),
           captions: Optional[Path] = typer.Option(None, "--captions", help="Caption embeddings from `p2e world captions`, for a "
-                                                  "machine without the MiniLM package (a lent GPU).")) -> None:
+                                                  "machine without the MiniLM package (a lent GPU)."),
+          workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Processes drawing the training clips "
+                                                "(default: up to 8 beside a GPU, none on a CPU-only machine).")) -> None:
     """Train a small Wan world (VAE + I2V transformer) on synthetic clips of photos and write a diffusers folder.
     Training runs on the GPU when there is one.
 
@@ -43,7 +45,7 @@ def build(recipe: str = typer.Argument(..., help="World recipe: a file or a ship
     reg = open_registry()
     target = out or reg.home / "worlds" / config.name
     target.mkdir(parents=True, exist_ok=True)
-    path = build_world(config, target, resume=resume, captions_file=captions)
+    path = build_world(config, target, resume=resume, captions_file=captions, workers=workers)
     linked = (path / "text_encoder").exists()
     record = register_built(reg, config.name, path) if register and linked else None
     data = record.data if record else describe_base(path) if linked else {}

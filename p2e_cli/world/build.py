@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -41,6 +41,7 @@ MODEL_INDEX = {
     "vae": ["diffusers", "AutoencoderKLWan"],
 }
 TEXT_DIM = 384  # all-MiniLM-L6-v2 hidden size
+CHUNK = 16  # corpus clips drawn (and encoded) at a time
 
 
 def step_generator(seed: int, stage: str, step: int) -> torch.Generator:
@@ -191,10 +192,61 @@ class Checkpoints:
         return (self.folder / f"{name}.json").exists()
 
 
+@dataclass
+class StepLoss:
+    """A stage's loss in two halves: `data(step)` draws the step's batch on the CPU, a pure function of the step
+    (so worker processes can draw ahead of the GPU), and `loss(batch)` computes the loss on the model's device."""
+
+    data: Callable[[int], Any]
+    loss: Callable[[Any], torch.Tensor]
+
+    def __call__(self, step: int) -> torch.Tensor:
+        return self.loss(self.data(step))
+
+
+class _Draws(torch.utils.data.Dataset):
+    def __init__(self, data: Callable[[int], Any], start: int, stop: int):
+        self.data, self.start, self.stop = data, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, i: int) -> Any:
+        return self.data(self.start + i)
+
+
+def _worker_init(_: int) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the main process at a step boundary, not a draw
+    torch.set_num_threads(1)
+
+
+def drawn(data: Callable[[int], Any], start: int, stop: int, workers: int = 0) -> Iterator[Any]:
+    """data(start), ..., data(stop - 1) in order: drawn here, or ahead of time by `workers` forked processes
+    (the same values either way: each draw is a function of its index)."""
+    if workers <= 0 or stop <= start:
+        yield from (data(i) for i in range(start, stop))
+        return
+    yield from torch.utils.data.DataLoader(_Draws(data, start, stop), batch_size=None, num_workers=workers,
+                                           prefetch_factor=4, multiprocessing_context="fork",
+                                           worker_init_fn=_worker_init,
+                                           generator=torch.Generator())  # not a draw from the global RNG
+
+
+def data_workers(requested: int | None) -> int:
+    """Draw processes for the codec stages and the corpus: `requested`, else several beside a GPU, none on a CPU
+    (there the draws would take cores from the training itself)."""
+    if requested is not None:
+        return max(0, requested)
+    return min(8, (os.cpu_count() or 2) - 1) if torch.cuda.is_available() else 0
+
+
 def train(name: str, model: torch.nn.Module, loss_at: Callable[[int], torch.Tensor], *, steps: int, lr: float,
-          warmup: int, checkpoints: Checkpoints, every: int) -> list[tuple[int, float]]:
+          warmup: int, checkpoints: Checkpoints, every: int, workers: int = 0) -> list[tuple[int, float]]:
     """The training loop of every stage: AdamW on the trainable parameters, cosine lr, grad clip 1.0,
-    checkpoints every `every` steps and on Ctrl-C. Returns the (step, loss) log of this run."""
+    checkpoints every `every` steps and on Ctrl-C. Returns the (step, loss) log of this run. A StepLoss's
+    batches are drawn by `workers` processes ahead of the training."""
     accelerator = make_accelerator()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     start = checkpoints.load(f"{name}.ckpt", model, optimizer)
@@ -203,10 +255,11 @@ def train(name: str, model: torch.nn.Module, loss_at: Callable[[int], torch.Tens
     log, smooth = [], None
     with console.progress(f"train {name}", total=steps) as advance, stop_at_step_boundary() as stop_requested:
         advance(start)
+        batches = drawn(loss_at.data, start, steps, workers) if isinstance(loss_at, StepLoss) else None
         for step in range(start, steps):
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, steps, lr, warmup)
-            loss = loss_at(step)
+            loss = loss_at.loss(next(batches)) if batches is not None else loss_at(step)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -235,14 +288,14 @@ def codec_banks(recipe: WorldRecipe, bank: torch.Tensor) -> list[torch.Tensor]:
 
 
 def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor], stage: str = "vae",
-                batch_size: int | None = None) -> Callable[[int], torch.Tensor]:
+                batch_size: int | None = None) -> StepLoss:
     """L1 + MSE reconstruction of the corpus's clips (and single images every `image_every` steps).
     A codec needs no notion of up or of scale, so views come from photo banks of several
     resolutions and are rotated/flipped at random: more variety from 20 photos, less overfitting.
     The decoder stage uses it too (its own data draws, batch size; the frozen encoder gets no grad)."""
     v = recipe.vae
 
-    def loss_at(step: int) -> torch.Tensor:
+    def data(step: int) -> torch.Tensor:
         g = step_generator(recipe.seed, stage, step)
         frames = 1 if step % v.image_every == 0 else v.clip_frames
         batch = (batch_size or v.batch_size) * (4 if frames == 1 else 1)
@@ -253,16 +306,19 @@ def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor], stage: str 
         if step % v.full_size_every != 0 and v.crop < recipe.size:
             y, x = torch.randint(recipe.size - v.crop + 1, (2,), generator=g).tolist()
             clips = clips[..., y:y + v.crop, x:x + v.crop]
+        return clips.contiguous()
+
+    def loss(clips: torch.Tensor) -> torch.Tensor:
         clips = clips.to(vae.device)
         recon = vae.decode(vae.encode(clips).latent_dist.mode()).sample
-        loss = F.l1_loss(recon, clips) + F.mse_loss(recon, clips)
-        if v.first_frame_weight and frames > 1:
+        total = F.l1_loss(recon, clips) + F.mse_loss(recon, clips)
+        if v.first_frame_weight and clips.shape[2] > 1:
             # the first frame is encoded alone and conditions every I2V render: weigh it up
             first, target = recon[:, :, :1], clips[:, :, :1]
-            loss = loss + v.first_frame_weight * (F.l1_loss(first, target) + F.mse_loss(first, target))
-        return loss
+            total = total + v.first_frame_weight * (F.l1_loss(first, target) + F.mse_loss(first, target))
+        return total
 
-    return loss_at
+    return StepLoss(data, loss)
 
 
 @torch.no_grad()
@@ -274,34 +330,39 @@ def latent_statistics(vae, recipe: WorldRecipe, bank: torch.Tensor, n: int = 64)
     return latents.mean(dims).tolist(), latents.std(dims).clamp_min(1e-4).tolist()
 
 
-def corpus_chunks(recipe: WorldRecipe, bank: torch.Tensor, chunk: int = 16) -> Iterator[tuple[torch.Tensor, list[str]]]:
-    """The transformer's corpus as drawn, chunk by chunk: (clips, their captions) -- generic ones, or with
+def corpus_chunk(recipe: WorldRecipe, bank: torch.Tensor, start: int, chunk: int = CHUNK) -> tuple[torch.Tensor, list[str]]:
+    """Clips start.. of the transformer's corpus, as drawn: (clips, their captions) -- generic ones, or with
     transformer.captions: coded, each changed clip's motion code."""
-    n = recipe.transformer.corpus_clips
-    for start in range(0, n, chunk):
-        g = step_generator(recipe.seed, "corpus", start)
-        count = min(chunk, n - start)
-        codes: list[str] = []
-        clips, changed = corpus_clips(recipe.corpus, bank, count, recipe.frames, recipe.size, g, codes)
-        texts = captions(count, g, changed)
-        if recipe.transformer.captions == "coded":
-            texts = [code or text for code, text in zip(codes, texts)]
-        yield clips, texts
+    g = step_generator(recipe.seed, "corpus", start)
+    count = min(chunk, recipe.transformer.corpus_clips - start)
+    codes: list[str] = []
+    clips, changed = corpus_clips(recipe.corpus, bank, count, recipe.frames, recipe.size, g, codes)
+    texts = captions(count, g, changed)
+    if recipe.transformer.captions == "coded":
+        texts = [code or text for code, text in zip(codes, texts)]
+    return clips, texts
 
 
-def caption_table(recipe: WorldRecipe, bank: torch.Tensor) -> list[str]:
+def corpus_chunks(recipe: WorldRecipe, bank: torch.Tensor, workers: int = 0) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    """The whole corpus, chunk by chunk (drawn ahead by `workers` processes)."""
+    chunks = -(-recipe.transformer.corpus_clips // CHUNK)
+    return drawn(lambda i: corpus_chunk(recipe, bank, i * CHUNK), 0, chunks, workers)
+
+
+def caption_table(recipe: WorldRecipe, bank: torch.Tensor, workers: int = 0) -> list[str]:
     """Every caption the corpus uses, in encode_corpus's order: ALL_CAPTIONS, then the motion codes drawn."""
     table = list(ALL_CAPTIONS)
     if recipe.transformer.captions == "coded":  # generic captions are all in ALL_CAPTIONS: nothing to draw
         with console.progress("draw corpus captions", total=recipe.transformer.corpus_clips) as advance:
-            for clips, texts in corpus_chunks(recipe, bank):
+            for clips, texts in corpus_chunks(recipe, bank, workers):
                 table += [t for t in dict.fromkeys(texts) if t not in table]
                 advance(len(clips))
     return table
 
 
 @torch.no_grad()
-def encode_corpus(vae, recipe: WorldRecipe, bank: torch.Tensor) -> tuple[dict[str, torch.Tensor], list[str]]:
+def encode_corpus(vae, recipe: WorldRecipe, bank: torch.Tensor,
+                  workers: int = 0) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The transformer's training set: the corpus's clips as normalised latents + caption indices
     into the returned caption list (caption_table's)."""
     mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
@@ -309,7 +370,7 @@ def encode_corpus(vae, recipe: WorldRecipe, bank: torch.Tensor) -> tuple[dict[st
     table = list(ALL_CAPTIONS)
     latents, caption_ids = [], []
     with console.progress("encode corpus", total=recipe.transformer.corpus_clips) as advance:
-        for clips, texts in corpus_chunks(recipe, bank):
+        for clips, texts in corpus_chunks(recipe, bank, workers):
             latents.append(((vae.encode(clips.to(vae.device)).latent_dist.mode().cpu() - mean) / std).half())
             table += [t for t in dict.fromkeys(texts) if t not in table]
             caption_ids.append(torch.tensor([table.index(c) for c in texts]))
@@ -412,9 +473,11 @@ def check_resumable(old: dict[str, Any], new: dict[str, Any], checkpoints: Check
                             "decoder.* -- may change until it starts), or build into a new -o")
 
 
-def build_world(recipe: WorldRecipe, out: Path, resume: bool = False, captions_file: Path | None = None) -> Path:
+def build_world(recipe: WorldRecipe, out: Path, resume: bool = False, captions_file: Path | None = None,
+                workers: int | None = None) -> Path:
     """Run (or resume) every stage of the build and return the finished diffusers directory. Training runs on
-    the GPU when there is one; `captions_file` (p2e world captions) stands in for the MiniLM package."""
+    the GPU when there is one; `captions_file` (p2e world captions) stands in for the MiniLM package; `workers`
+    processes draw the codec stages' and the corpus's clips (data_workers). None of these change the result."""
     from safetensors.torch import load_file, save_file
 
     work = out / ".build"
@@ -428,11 +491,12 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False, captions_f
     recipe_file.write_text(json.dumps(asdict(recipe), indent=2))
     torch.manual_seed(recipe.seed)
     bank = photo_bank("train", size=2 * recipe.size)
+    workers = data_workers(workers)
 
     vae = make_vae(recipe)
     if not checkpoints.done("vae"):
         train("vae", vae, vae_loss_fn(vae, recipe, codec_banks(recipe, bank)), steps=recipe.vae.steps, lr=recipe.vae.lr,
-              warmup=recipe.vae.warmup_steps, checkpoints=checkpoints, every=recipe.checkpoint_every)
+              warmup=recipe.vae.warmup_steps, checkpoints=checkpoints, every=recipe.checkpoint_every, workers=workers)
         vae.eval()
         mean, std = latent_statistics(vae, recipe, bank)
         vae.register_to_config(latents_mean=mean, latents_std=std)
@@ -447,7 +511,7 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False, captions_f
     if not checkpoints.done("transformer"):
         corpus_file = work / "corpus.safetensors"
         if not corpus_file.exists():
-            corpus, table = encode_corpus(vae, recipe, bank)
+            corpus, table = encode_corpus(vae, recipe, bank, workers)
             corpus["text"] = caption_embeddings(table + [""], recipe, captions_file)
             with atomic_write(corpus_file) as tmp:
                 save_file(corpus, str(tmp), metadata={"captions": json.dumps(table)})
@@ -459,11 +523,11 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False, captions_f
     else:
         checkpoints.load("transformer", transformer)
     if recipe.decoder.base_dim:
-        vae = train_decoder(vae, recipe, codec_banks(recipe, bank), checkpoints)
+        vae = train_decoder(vae, recipe, codec_banks(recipe, bank), checkpoints, workers)
     return export(out, recipe, vae, transformer.eval())
 
 
-def train_decoder(narrow, recipe: WorldRecipe, banks: list[torch.Tensor], checkpoints: Checkpoints):
+def train_decoder(narrow, recipe: WorldRecipe, banks: list[torch.Tensor], checkpoints: Checkpoints, workers: int = 0):
     """The decoder stage: the finished VAE's encoder (and latent statistics) stay frozen and
     unchanged; its decoder trains on (decoder.base_dim = vae.base_dim) or a new decoder of width
     decoder.base_dim is trained from scratch in its place."""
@@ -478,7 +542,8 @@ def train_decoder(narrow, recipe: WorldRecipe, banks: list[torch.Tensor], checkp
     vae.quant_conv.requires_grad_(False)
     if not checkpoints.done("decoder"):
         train("decoder", vae, vae_loss_fn(vae, recipe, banks, stage="decoder", batch_size=d.batch_size),
-              steps=d.steps, lr=d.lr, warmup=d.warmup_steps, checkpoints=checkpoints, every=recipe.checkpoint_every)
+              steps=d.steps, lr=d.lr, warmup=d.warmup_steps, checkpoints=checkpoints, every=recipe.checkpoint_every,
+              workers=workers)
         checkpoints.save("decoder", vae, None, d.steps)
     else:
         checkpoints.load("decoder", vae)

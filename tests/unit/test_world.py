@@ -108,6 +108,19 @@ def test_caption_file_stands_in_for_minilm(tmp_path, monkeypatch, cli):
     assert added.code == 0 and (tmp_path / "gpu" / "text_encoder" / "config.json").is_file()
 
 
+def test_draw_workers_change_nothing(tmp_path):
+    """Worker processes draw the codec stages' and the corpus's clips ahead of the training (a GPU build):
+    the same clips, in the same order, so the same weights and corpus as drawing them in-process."""
+    from safetensors.torch import load_file
+
+    recipe = load_recipe("world-micro", TINY_STEPS + ["transformer.corpus_clips=20", "transformer.steps=1"])
+    here, ahead = build_world(recipe, tmp_path / "a", workers=0), build_world(recipe, tmp_path / "b", workers=2)
+    for name in ("vae", "corpus", "transformer"):
+        a = load_file(str(here / ".build" / f"{name}.safetensors"))
+        b = load_file(str(ahead / ".build" / f"{name}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
 def test_corpus_settings_stay_open_until_the_corpus_is_encoded(micro_world, tmp_path):
     """A finished VAE carried to another machine can be resumed with another corpus size; a build whose corpus is
     encoded refuses one."""
