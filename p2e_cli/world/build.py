@@ -134,26 +134,40 @@ def write_caption_file(recipe: WorldRecipe, out: Path) -> list[str]:
     return table
 
 
-def caption_embeddings(texts: list[str], recipe: WorldRecipe, captions_file: Path | None) -> torch.Tensor:
-    """Embeddings of `texts`: from MiniLM, or looked up in a file `p2e world captions` wrote."""
-    if captions_file is None:
-        return encode_prompts(texts, recipe.max_sequence_length)
+def read_caption_file(path: Path, recipe: WorldRecipe) -> tuple[list[str], torch.Tensor]:
+    """A caption file of `p2e world captions` (captions, embeddings), checked against the recipe as far as it can
+    be before the corpus is drawn: readable, the recipe's sequence length, every generic caption."""
     from safetensors import safe_open
 
     try:
-        with safe_open(str(captions_file), "pt") as f:
+        with safe_open(str(path), "pt") as f:
             known = json.loads((f.metadata() or {})["captions"])
             text = f.get_tensor("text")
     except Exception as exc:  # a missing, foreign or damaged file
-        raise P2EError(f"--captions {captions_file}: not a caption file of p2e world captions ({exc})",
-                       hint=f"write one with p2e world captions RECIPE -o {captions_file.name}") from exc
+        raise P2EError(f"--captions {path}: not a caption file of p2e world captions ({exc})",
+                       hint=f"write one with p2e world captions RECIPE -o {path.name}") from exc
+    if text.shape[1] != recipe.max_sequence_length:
+        raise P2EError(f"--captions {path}: sequence length {text.shape[1]}, the recipe's max_sequence_length is "
+                       f"{recipe.max_sequence_length}", hint="write it with p2e world captions and the build's recipe")
+    check_captions(path, known, [*ALL_CAPTIONS, ""])
+    return known, text
+
+
+def check_captions(path: Path, known: list[str], texts: list[str]) -> None:
     missing = [t for t in texts if t not in known]
-    if missing or text.shape[1] != recipe.max_sequence_length:
-        raise P2EError(f"--captions {captions_file} does not fit this recipe: "
-                       + (f"{len(missing)} caption(s) missing, e.g. {missing[0]!r}" if missing
-                          else f"sequence length {text.shape[1]}, the recipe's max_sequence_length is "
-                               f"{recipe.max_sequence_length}"),
+    if missing:
+        raise P2EError(f"--captions {path} does not fit this recipe: {len(missing)} caption(s) missing, "
+                       f"e.g. {missing[0]!r}",
                        hint="write it with p2e world captions and the same recipe and --set options as the build")
+
+
+def caption_embeddings(texts: list[str], recipe: WorldRecipe, captions: tuple[Path, list[str], torch.Tensor] | None
+                       ) -> torch.Tensor:
+    """Embeddings of `texts`: from MiniLM, or looked up in a caption file (path, its captions, its embeddings)."""
+    if captions is None:
+        return encode_prompts(texts, recipe.max_sequence_length)
+    path, known, text = captions
+    check_captions(path, known, texts)
     return text[[known.index(t) for t in texts]].float()
 
 
@@ -485,6 +499,7 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False, captions_f
     if out.exists() and any(out.iterdir()) and not resume:
         raise P2EError(f"{out} already exists and is not empty",
                        hint="pass --resume to continue its build, or choose another -o")
+    captions = (captions_file, *read_caption_file(captions_file, recipe)) if captions_file is not None else None
     checkpoints = Checkpoints(work)
     if resume and recipe_file.exists():
         check_resumable(json.loads(recipe_file.read_text()), asdict(recipe), checkpoints, out)
@@ -512,7 +527,7 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False, captions_f
         corpus_file = work / "corpus.safetensors"
         if not corpus_file.exists():
             corpus, table = encode_corpus(vae, recipe, bank, workers)
-            corpus["text"] = caption_embeddings(table + [""], recipe, captions_file)
+            corpus["text"] = caption_embeddings(table + [""], recipe, captions)
             with atomic_write(corpus_file) as tmp:
                 save_file(corpus, str(tmp), metadata={"captions": json.dumps(table)})
         corpus = load_file(str(corpus_file))

@@ -101,6 +101,12 @@ def test_caption_file_stands_in_for_minilm(tmp_path, monkeypatch, cli):
         bad = cli("world", "build", "world-micro", "-o", tmp_path / "bad", "--captions", caps, *flags,
                   "--set", "transformer.corpus_clips=32")
         assert bad.code == 2 and "caption(s) missing" in bad.stderr and "p2e world captions" in bad.stderr
+        # no caption file, or one of another sequence length: refused before anything trains
+        for wrong, says in ((tmp_path / "nope.safetensors", "not a caption file"),
+                            (caps, "max_sequence_length is 12")):
+            refused = cli("world", "build", "world-micro", "-o", tmp_path / "x", "--captions", wrong, *flags,
+                          "--set", "max_sequence_length=12")
+            assert refused.code == 2 and says in refused.stderr and not (tmp_path / "x" / ".build").exists()
     a = load_file(str(direct / ".build" / "transformer.safetensors"))
     b = load_file(str(tmp_path / "gpu" / ".build" / "transformer.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
