@@ -25,8 +25,7 @@ mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 start=$SECONDS
 timeout -s INT "$budget" python3 -m p2e_cli world build "$@" -o /tmp/world --captions .whl/captions.safetensors \
-    --no-register --json 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | awk 'NR % 20 == 1 || /built|saved|error|Error|rror:/' \
-    | tee "$out/build.log"
+    --no-register 2>&1 | tee "$out/build.log"  # progress: a plain line per stage every few seconds
 echo "build: $((SECONDS - start)) s" | tee -a "$out/build.log"
 if [ -f /tmp/world/model_index.json ]; then
     rm -f /tmp/world/.build/*.ckpt.*  # finished stages: their final weights are kept, the resume points are not needed
