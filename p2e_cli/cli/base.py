@@ -47,9 +47,9 @@ def add(name: str = typer.Argument(..., help="Name for the base, e.g. wan21."),
     Example: p2e base add wan21 --path ./Wan2.1-I2V-14B-480P-Diffusers
     """
     from ..wan import describe_base
-    from ..world.build import link_text_encoder
+    from ..world.build import built_world, link_text_encoder
 
-    if (path / "p2e_base.json").is_file() and not (path / "text_encoder").exists():
+    if built_world(path) and not (path / "text_encoder").exists():
         link_text_encoder(path)  # a world built where MiniLM was not installed (p2e world build --captions)
     data = describe_base(path)
     record = open_registry().add("base", name=name, data=data)

@@ -436,6 +436,14 @@ def export(out: Path, recipe: WorldRecipe, vae, transformer, text_dir: Path | No
     return out
 
 
+def built_world(path: Path) -> bool:
+    """Whether a folder is a world `p2e world build` wrote (its p2e_base.json names the world's recipe)."""
+    try:
+        return "world" in json.loads((path / "p2e_base.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def link_text_encoder(out: Path, text_dir: Path | None = None) -> bool:
     """Link text_encoder/ and tokenizer/ to MiniLM; False where its package is not installed (a build with
     --captions on another machine: `p2e base add` links them where it is)."""
