@@ -44,6 +44,48 @@ def test_decode_latents_inverts_encode_latents(micro_world):
     assert abs(frames.astype(float) - expected).max() <= 1
 
 
+def test_the_render_conditions_the_transformer_as_training_does(micro_world):
+    """p2e render (diffusers' pipeline) and the training loss (training.flow_prediction) must feed the transformer
+    the same thing -- the clean first latent frame at timestep 0, the noisy rest at sigma * 1000, the prompt as
+    encoded -- or no LoRA trained by the loss renders as trained. An Euler loop written with flow_prediction, from
+    the pipeline's noise and sigmas, reaches the latents the render decodes. (Zeroing the condition frame or the
+    prompt in the loop moves the normalised latents by up to 0.2 and 0.07: the test fails.)"""
+    import numpy as np
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from p2e_cli.encode import encode_latents, encode_texts
+    from p2e_cli.render import Renderer, RenderParams, prepare_image
+    from p2e_cli.training import flow_prediction
+    from p2e_cli.wan import base_settings, load_pipeline
+
+    settings = base_settings(micro_world)
+    pipe = load_pipeline(micro_world)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=settings["flow_shift"])
+    decoded, decode = [], pipe.vae.decode
+    pipe.vae.decode = lambda z, **kw: decoded.append(z.clone()) or decode(z, **kw)
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Renderer(micro_world, pipe=pipe).render(image, [], RenderParams(prompt="a short clip", steps=3, seed=0))
+
+    size = settings["size"][1]
+    picture = torch.from_numpy(np.array(prepare_image(image, (size, size)))).permute(2, 0, 1).float() / 127.5 - 1
+    with torch.no_grad():
+        cond = encode_latents(pipe, picture[None, :, None])
+        text = encode_texts(pipe, ["a short clip"], settings["max_sequence_length"])
+        frames = (settings["frames"] - 1) // pipe.vae_scale_factor_temporal + 1
+        x = torch.randn((1, cond.shape[1], frames, *cond.shape[3:]), generator=torch.Generator().manual_seed(0))
+        pipe.scheduler.set_timesteps(3)
+        sigmas = pipe.scheduler.sigmas
+        clean = torch.cat([cond, torch.zeros_like(x[:, :, 1:])], 2)  # flow_prediction noises `clean` to x exactly
+        for i in range(3):
+            s = sigmas[i:i + 1]
+            v, _, _ = flow_prediction(pipe.transformer, clean, text, s, x / s)
+            x = x + (sigmas[i + 1] - s) * v
+        x[:, :, :1] = cond
+    mean = torch.tensor(pipe.vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(pipe.vae.config.latents_std).view(1, -1, 1, 1, 1)
+    assert len(decoded) == 1 and torch.allclose(decoded[0].float(), x * std + mean, atol=1e-4)
+
+
 def test_residual_vae_world_loads_as_a_wan22_style_vae(tmp_path):
     """vae.residual: Wan2.2's residual VAE blocks (parameter-free shortcuts), same latent shape."""
     from diffusers import AutoencoderKLWan
