@@ -44,7 +44,6 @@ def build(recipe: str = typer.Argument(..., help="World recipe: a file or a ship
     config = load_recipe(recipe, set_, kind="world")
     reg = open_registry()
     target = out or reg.home / "worlds" / config.name
-    target.mkdir(parents=True, exist_ok=True)
     path = build_world(config, target, resume=resume, captions_file=captions, workers=workers)
     linked = (path / "text_encoder").exists()
     record = register_built(reg, config.name, path) if register and linked else None

@@ -148,7 +148,7 @@ def test_caption_file_stands_in_for_minilm(tmp_path, monkeypatch, cli):
                             (caps, "max_sequence_length is 12")):
             refused = cli("world", "build", "world-micro", "-o", tmp_path / "x", "--captions", wrong, *flags,
                           "--set", "max_sequence_length=12")
-            assert refused.code == 2 and says in refused.stderr and not (tmp_path / "x" / ".build").exists()
+            assert refused.code == 2 and says in refused.stderr and not (tmp_path / "x").exists()
     a = load_file(str(direct / ".build" / "transformer.safetensors"))
     b = load_file(str(tmp_path / "gpu" / ".build" / "transformer.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
