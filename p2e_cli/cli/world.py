@@ -52,7 +52,7 @@ def build(recipe: str = typer.Argument(..., help="World recipe: a file or a ship
                    lambda: console.info(f"built world {config.name} at {path}"
                                         + (f", registered as base {config.name} ({record.id})" if record else "")
                                         + ("" if linked else "; no MiniLM here to link as its text encoder: copy the "
-                                           f"folder to a machine with p2e and run p2e base add NAME --path DIR")))
+                                           "folder to a machine with p2e and run p2e base add NAME --path DIR")))
 
 
 @app.command("captions")
