@@ -23,7 +23,8 @@ from ..errors import P2EError
 from ..files import atomic_write
 from ..hypernet.text import minilm_dir
 from ..schemas import WorldRecipe
-from ..training import cosine_lr, flow_matching_loss, make_accelerator, shifted_sigmas, stop_at_step_boundary
+from ..training import (cosine_lr, distributed_state, flow_matching_loss, make_accelerator, shifted_sigmas,
+                        stop_at_step_boundary)
 from .captions import caption_embeddings, encode_prompts, read_caption_file
 from .change import corpus_clips
 from .corpus import ALL_CAPTIONS, captions, photo_bank
@@ -204,7 +205,7 @@ def data_workers(requested: int | None) -> int:
     (there the draws would take cores from the training itself)."""
     if requested is not None:
         return max(0, requested)
-    return min(8, (os.cpu_count() or 2) - 1) if torch.cuda.is_available() else 0
+    return min(8, (os.cpu_count() or 2) - 1) if distributed_state().device.type == "cuda" else 0
 
 
 def train(name: str, model: torch.nn.Module, loss_at: Callable[[int], torch.Tensor], *, steps: int, lr: float,
@@ -295,11 +296,11 @@ def latent_statistics(vae, recipe: WorldRecipe, bank: torch.Tensor, n: int = 64)
     return latents.mean(dims).tolist(), latents.std(dims).clamp_min(1e-4).tolist()
 
 
-def corpus_chunk(recipe: WorldRecipe, bank: torch.Tensor, start: int, chunk: int = CHUNK) -> tuple[torch.Tensor, list[str]]:
-    """Clips start.. of the transformer's corpus, as drawn: (clips, their captions) -- generic ones, or with
-    transformer.captions: coded, each changed clip's motion code."""
+def corpus_chunk(recipe: WorldRecipe, bank: torch.Tensor, start: int) -> tuple[torch.Tensor, list[str]]:
+    """Clips start..start + CHUNK of the transformer's corpus, as drawn: (clips, their captions) -- generic ones, or
+    with transformer.captions: coded, each changed clip's motion code."""
     g = step_generator(recipe.seed, "corpus", start)
-    count = min(chunk, recipe.transformer.corpus_clips - start)
+    count = min(CHUNK, recipe.transformer.corpus_clips - start)
     codes: list[str] = []
     clips, changed = corpus_clips(recipe.corpus, bank, count, recipe.frames, recipe.size, g, codes)
     texts = captions(count, g, changed)
@@ -479,7 +480,7 @@ def build_world(recipe: WorldRecipe, out: Path, resume: bool = False, captions_f
     else:
         checkpoints.load("vae", vae)
         vae.register_to_config(**json.loads((work / "vae_config.json").read_text()))
-    vae.to("cuda" if torch.cuda.is_available() else "cpu").eval().requires_grad_(False)  # train()'s device
+    vae.to(distributed_state().device).eval().requires_grad_(False)  # where train() put it, also when loaded
 
     transformer = make_transformer(recipe)
     if not checkpoints.done("transformer"):
