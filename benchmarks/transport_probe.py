@@ -1,0 +1,256 @@
+"""Can a Wan transformer of the tiny world's size learn to lay out a motion from the first frame? (issue 29)
+
+    python benchmarks/transport_probe.py --heads 4 --head-dim 64 --steps 1500 --log hd64.jsonl
+    python benchmarks/transport_probe.py --heads 2 --head-dim 128 --steps 1500 --log hd128.jsonl
+
+Every world so far renders a LoRA's spin or zoom as a dissolve: from pure noise, its transformer predicts
+content only where the content's source lies within about a token of it (docs/results.md, Sessions 20-22).
+This probe isolates that skill from the codec, the corpus and the captions. The clips are made in latent
+space: frame 0 is the shipped tiny VAE's latent of a random view of a train photo, frames 1.. are that latent
+warped by one of nine *told* motions (still; turn a quarter either way; zoom in or out by 2x; slide half the
+frame left, right, up or down), on its own fixed random text embedding. A randomly initialised
+WanTransformer3DModel (Wan init, expand_timesteps conditioning, the world's flow-matching loss and sigma
+shift) trains on fresh draws, never the same clip twice. Every `--every` steps, on views of the held-out
+photos, it reports:
+- `x0_rel`: the clean-clip prediction from pure noise (sigma 1, where a render starts; frames 1..), its mean
+  squared error over that of copying frame 0 (1.0 = no better than a still);
+- `x0_ident`: the share of (view, motion) pairs whose sigma-1 prediction is nearest its own motion's truth
+  among the nine truths of the same view (chance 1/9; a still copy scores only the still);
+- `euler_ident` / `euler_rel`: the same for an 8-step Euler sample (what a render does).
+A transformer that learns the motions (identification near 1 with x0_rel well below 1) can be the tiny
+world's base; the figure per step says how much training that takes at each shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+MOTIONS = ("still", "turn-cw", "turn-ccw", "zoom-in", "zoom-out", "slide-left", "slide-right", "slide-up", "slide-down")
+
+
+def affine(motion: str, p: torch.Tensor) -> torch.Tensor:
+    """(n, 2, 3) sampling matrices (output -> input, normalised coordinates) at progress p in [0, 1]."""
+    n = len(p)
+    a = torch.zeros(n, 2, 3)
+    angle = {"turn-cw": 1.0, "turn-ccw": -1.0}.get(motion, 0.0) * p * math.pi / 2
+    scale = {"zoom-in": 0.5 ** p, "zoom-out": 2.0 ** p}.get(motion, torch.ones(n))
+    shift = {"slide-left": (1, 0), "slide-right": (-1, 0), "slide-up": (0, 1), "slide-down": (0, -1)}.get(motion, (0, 0))
+    a[:, 0, 0], a[:, 0, 1] = scale * torch.cos(angle), -scale * torch.sin(angle)
+    a[:, 1, 0], a[:, 1, 1] = scale * torch.sin(angle), scale * torch.cos(angle)
+    a[:, 0, 2], a[:, 1, 2] = shift[0] * p, shift[1] * p
+    return a
+
+
+def clips(first: torch.Tensor, motion: torch.Tensor, frames: int) -> torch.Tensor:
+    """(n, C, h, w) first latents + motion index -> (n, C, frames, h, w), frames 1.. warped (zero = the latent mean outside)."""
+    n = len(first)
+    out = [first]
+    for f in range(1, frames):
+        p = torch.full((n,), f / (frames - 1))
+        theta = torch.stack([affine(MOTIONS[m], p[i:i + 1])[0] for i, m in enumerate(motion.tolist())])
+        grid = F.affine_grid(theta, list(first.shape), align_corners=False)
+        out.append(F.grid_sample(first, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+    return torch.stack(out, 2)
+
+
+@torch.no_grad()
+def first_latents(split: str, n: int, seed: int) -> torch.Tensor:
+    """n normalised latents (n, C, h, w) of random 64x64 views of a split's photos, by the shipped tiny VAE."""
+    from diffusers import AutoencoderKLWan
+
+    from p2e_cli.world.corpus import photo_bank
+
+    vae = AutoencoderKLWan.from_pretrained(Path(__file__).resolve().parents[1] / "p2e_cli/worlds/tiny/vae").float().eval()
+    bank = photo_bank(split, size=128)
+    g = torch.Generator().manual_seed(seed)
+    views = []
+    for _ in range(n):
+        img = bank[int(torch.randint(len(bank), (1,), generator=g))]
+        side = int(torch.randint(64, 129, (1,), generator=g))
+        y, x = (int(torch.randint(129 - side, (1,), generator=g)) for _ in range(2))
+        view = F.interpolate(img[None, :, y:y + side, x:x + side], size=(64, 64), mode="bilinear", antialias=True)
+        views.append(view.flip(-1) if torch.rand(1, generator=g) < 0.5 else view)
+    video = torch.cat(views)[:, :, None]
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    latents = torch.cat([vae.encode(video[i:i + 32]).latent_dist.mode() for i in range(0, n, 32)])
+    return ((latents - mean) / std)[:, :, 0]
+
+
+def position_channels(x: torch.Tensor) -> torch.Tensor:
+    """(x, y, cos pi x, cos pi y) of every latent pixel, (B, 4, F, h, w) like x (B, C, F, h, w)."""
+    b, _, f, h, w = x.shape
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    pos = torch.stack([xs, ys, torch.cos(math.pi * xs), torch.cos(math.pi * ys)])
+    return pos[None, :, None].expand(b, -1, f, -1, -1).to(x)
+
+
+class WithPosition(torch.nn.Module):
+    """`--position input`, the upper bound of absolute position: position_channels appended, clean, to every
+    frame's input channels (what Wan's RoPE-only transformer never gets). `module` is the Wan transformer, which
+    flow_prediction reads the patch size from."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs):
+        return self.module(hidden_states=torch.cat([hidden_states, position_channels(hidden_states)], 1), **kwargs)
+
+
+def make_model(args) -> torch.nn.Module:
+    from diffusers import WanTransformer3DModel
+
+    from p2e_cli.world.build import wan_init
+
+    torch.manual_seed(args.seed)
+    model = WanTransformer3DModel(patch_size=tuple(args.patch), num_attention_heads=args.heads,
+                                  attention_head_dim=args.head_dim, in_channels=32 if args.position == "none" else 36,
+                                  out_channels=36 if args.position == "latent" else 32, text_dim=384,
+                                  freq_dim=256, ffn_dim=args.ffn, num_layers=args.layers, cross_attn_norm=True,
+                                  qk_norm="rms_norm_across_heads")
+    model = wan_init(model)
+    return WithPosition(model) if args.position == "input" else model
+
+
+@torch.no_grad()
+def evaluate(model, first: torch.Tensor, texts: torch.Tensor, frames: int, steps: int = 8,
+             shift: float = 3.0, latent_position: bool = False) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]]:
+    """(metrics, truth clips, {"x0": ..., "euler": ...} predictions), clips ordered view-major, motion-minor."""
+    from p2e_cli.training import flow_prediction, shifted_sigmas
+
+    model.eval()
+    n, k = len(first), len(MOTIONS)
+    motion = torch.arange(k).repeat(n)
+    truth = clips(first.repeat_interleave(k, 0), motion, frames)
+    if latent_position:
+        truth = torch.cat([truth, position_channels(truth)], 1)
+    noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(1))
+    rows = {}
+    # x0 at sigma 1: x_1 = noise, x0 = x_1 - v
+    v, _, _ = flow_prediction(model, truth, texts[motion], torch.ones(len(truth)), noise)
+    rows["x0"] = noise - v
+    # 8-step Euler on the shifted schedule, frame 0 given clean (the pipeline's expand_timesteps path)
+    sig = shifted_sigmas(torch.linspace(1, 0, steps + 1), shift)
+    x = noise.clone()
+    for s0, s1 in zip(sig[:-1], sig[1:]):
+        # flow_prediction noises (latents, noise) to (1-s) latents + s noise: passing the state as both keeps it
+        cond = torch.cat([truth[:, :, :1], x[:, :, 1:]], 2)
+        v, _, _ = flow_prediction(model, cond, texts[motion], torch.full((len(x),), float(s0)), cond)
+        x = x + (s1 - s0) * v
+    rows["euler"] = x
+    for pred in rows.values():
+        pred[:, :, :1] = truth[:, :, :1]  # the conditioning frame, as the pipeline keeps it
+    truth, rows = truth[:, :32], {name: pred[:, :32] for name, pred in rows.items()}  # the image channels
+    model.train()
+    out = {}
+    copy = ((truth[:, :, 1:] - truth[:, :, :1]) ** 2).mean()
+    truths = truth.view(n, k, *truth.shape[1:])[:, :, :, 1:]
+    for name, full in rows.items():
+        pred = full[:, :, 1:]
+        out[f"{name}_rel"] = float(((pred - truth[:, :, 1:]) ** 2).mean() / copy)
+        d = ((pred.view(n, k, 1, *pred.shape[1:]) - truths[:, None]) ** 2).mean(dim=(3, 4, 5, 6))  # (n, k, k)
+        hit = (d.argmin(-1) == torch.arange(k)).float()
+        out[f"{name}_ident"] = float(hit.mean())
+        out[f"{name}_ident_by_motion"] = {m: round(float(h), 3) for m, h in zip(MOTIONS, hit.mean(0))}
+    return out, truth, rows
+
+
+def write_sheet(truth: torch.Tensor, rows: dict[str, torch.Tensor], out: Path) -> None:
+    """Truth, x0 from sigma 1 and the Euler sample of the first held-out view, every motion, decoded by the tiny VAE."""
+    from diffusers import AutoencoderKLWan
+
+    from p2e_cli.encode import decode_latents
+    from p2e_cli.video import contact_sheet, write_image
+
+    vae = AutoencoderKLWan.from_pretrained(Path(__file__).resolve().parents[1] / "p2e_cli/worlds/tiny/vae").float().eval()
+    clips_, labels = [], []
+    for m, motion in enumerate(MOTIONS):
+        for name, x in (("truth", truth), *rows.items()):
+            clips_.append(decode_latents(vae, x[m:m + 1]))
+            labels.append(f"{motion}: {name}")
+    write_image(contact_sheet(clips_, labels, max_columns=17), out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--ffn", type=int, default=1024)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--patch", type=int, nargs=3, default=(1, 2, 2))
+    p.add_argument("--position", choices=("none", "input", "latent"), default="none",
+                   help="exact position channels: appended clean to every frame's input (input, an upper bound), or "
+                        "carried as 4 more latent channels, noised and predicted like the rest (latent: what a codec "
+                        "that writes position into its latents would give)")
+    p.add_argument("--frames", type=int, default=5, help="latent frames (5 = 17 video frames at 4x)")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--pool", type=int, default=2048, help="train views encoded once; each clip draws a view and a motion")
+    p.add_argument("--every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--log", type=Path, required=True)
+    p.add_argument("--save", type=Path, help="write the trained transformer's state dict here")
+    p.add_argument("--sheet", type=Path, help="PNG: truth / x0 / Euler rows of one held-out view, every motion, at the end")
+    p.add_argument("--init", type=Path, help="start from a --save file of the same shape (a fresh optimizer and schedule)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from p2e_cli.training import cosine_lr, flow_matching_loss, shifted_sigmas
+
+    pool = first_latents("train", args.pool, seed=1)
+    held = first_latents("heldout", 8, seed=2)
+    texts = torch.randn(len(MOTIONS), 4, 384, generator=torch.Generator().manual_seed(3))
+    model = make_model(args)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, weights_only=True))
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(args.seed + 10)
+    params = sum(p.numel() for p in model.parameters())
+    log = args.log.open("w")
+    start = time.time()
+    smooth = None
+    for step in range(args.steps + 1):
+        if step % args.every == 0:
+            metrics, truth, predictions = evaluate(model, held, texts, args.frames,
+                                                   latent_position=args.position == "latent")
+            row = {"step": step, "seconds": round(time.time() - start, 1), "loss": smooth, "params": params, **metrics}
+            print(json.dumps(row), flush=True)
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+        if step == args.steps:
+            if args.save:
+                torch.save(model.state_dict(), args.save)
+            if args.sheet:
+                write_sheet(truth, predictions, args.sheet)
+            break
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, args.steps, args.lr, warmup=100)
+        pick = torch.randint(len(pool), (args.batch,), generator=g)
+        motion = torch.randint(len(MOTIONS), (args.batch,), generator=g)
+        latents = clips(pool[pick], motion, args.frames)
+        if args.position == "latent":
+            latents = torch.cat([latents, position_channels(latents)], 1)
+        sigmas = shifted_sigmas(torch.rand(args.batch, generator=g), 3.0)
+        noise = torch.randn(latents.shape, generator=g)
+        loss = flow_matching_loss(model, latents, texts[motion], sigmas, noise).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        value = float(loss.detach())
+        smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
+
+
+if __name__ == "__main__":
+    main()
