@@ -2,6 +2,7 @@
 
     python benchmarks/transport_probe.py --heads 4 --head-dim 64 --steps 1500 --log hd64.jsonl
     python benchmarks/transport_probe.py --heads 2 --head-dim 128 --steps 1500 --log hd128.jsonl
+    python benchmarks/transport_probe.py --heads 2 --head-dim 128 --position latent --steps 1000 --log lat.jsonl --sheet lat.png
 
 Every world so far renders a LoRA's spin or zoom as a dissolve: from pure noise, its transformer predicts
 content only where the content's source lies within about a token of it (docs/results.md, Sessions 20-22).
