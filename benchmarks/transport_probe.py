@@ -61,14 +61,23 @@ def clips(first: torch.Tensor, motion: torch.Tensor, frames: int) -> torch.Tenso
     return torch.stack(out, 2)
 
 
-@torch.no_grad()
-def first_latents(split: str, n: int, seed: int) -> torch.Tensor:
-    """n normalised latents (n, C, h, w) of random 64x64 views of a split's photos, by the shipped tiny VAE."""
+def tiny_vae():
+    """The shipped tiny world's VAE, float32."""
     from diffusers import AutoencoderKLWan
 
+    from p2e_cli.world.shipped import shipped_world
+
+    return AutoencoderKLWan.from_pretrained(shipped_world("tiny") / "vae").float().eval()
+
+
+@torch.no_grad()
+def first_latents(vae, split: str, n: int, seed: int) -> torch.Tensor:
+    """n normalised latents (n, C, h, w) of random 64x64 views of a split's photos, by `vae`."""
+    from types import SimpleNamespace
+
+    from p2e_cli.encode import encode_latents
     from p2e_cli.world.corpus import photo_bank
 
-    vae = AutoencoderKLWan.from_pretrained(Path(__file__).resolve().parents[1] / "p2e_cli/worlds/tiny/vae").float().eval()
     bank = photo_bank(split, size=128)
     g = torch.Generator().manual_seed(seed)
     views = []
@@ -79,10 +88,8 @@ def first_latents(split: str, n: int, seed: int) -> torch.Tensor:
         view = F.interpolate(img[None, :, y:y + side, x:x + side], size=(64, 64), mode="bilinear", antialias=True)
         views.append(view.flip(-1) if torch.rand(1, generator=g) < 0.5 else view)
     video = torch.cat(views)[:, :, None]
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
-    latents = torch.cat([vae.encode(video[i:i + 32]).latent_dist.mode() for i in range(0, n, 32)])
-    return ((latents - mean) / std)[:, :, 0]
+    pipe = SimpleNamespace(vae=vae)  # encode_latents reads only the pipeline's VAE
+    return torch.cat([encode_latents(pipe, video[i:i + 32]) for i in range(0, n, 32)])[:, :, 0]
 
 
 def position_channels(x: torch.Tensor) -> torch.Tensor:
@@ -164,14 +171,11 @@ def evaluate(model, first: torch.Tensor, texts: torch.Tensor, frames: int, steps
     return out, truth, rows
 
 
-def write_sheet(truth: torch.Tensor, rows: dict[str, torch.Tensor], out: Path) -> None:
-    """Truth, x0 from sigma 1 and the Euler sample of the first held-out view, every motion, decoded by the tiny VAE."""
-    from diffusers import AutoencoderKLWan
-
+def write_sheet(vae, truth: torch.Tensor, rows: dict[str, torch.Tensor], out: Path) -> None:
+    """Truth, x0 from sigma 1 and the Euler sample of the first held-out view, every motion, decoded by `vae`."""
     from p2e_cli.encode import decode_latents
     from p2e_cli.video import contact_sheet, write_image
 
-    vae = AutoencoderKLWan.from_pretrained(Path(__file__).resolve().parents[1] / "p2e_cli/worlds/tiny/vae").float().eval()
     clips_, labels = [], []
     for m, motion in enumerate(MOTIONS):
         for name, x in (("truth", truth), *rows.items()):
@@ -209,8 +213,9 @@ def main() -> None:
 
     from p2e_cli.training import cosine_lr, flow_matching_loss, shifted_sigmas
 
-    pool = first_latents("train", args.pool, seed=1)
-    held = first_latents("heldout", 8, seed=2)
+    vae = tiny_vae()
+    pool = first_latents(vae, "train", args.pool, seed=1)
+    held = first_latents(vae, "heldout", 8, seed=2)
     texts = torch.randn(len(MOTIONS), 4, 384, generator=torch.Generator().manual_seed(3))
     model = make_model(args)
     if args.init:
@@ -233,7 +238,7 @@ def main() -> None:
             if args.save:
                 torch.save(model.state_dict(), args.save)
             if args.sheet:
-                write_sheet(truth, predictions, args.sheet)
+                write_sheet(vae, truth, predictions, args.sheet)
             break
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, warmup=100)
