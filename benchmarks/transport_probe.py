@@ -3,6 +3,8 @@
     python benchmarks/transport_probe.py --heads 4 --head-dim 64 --steps 1500 --log hd64.jsonl
     python benchmarks/transport_probe.py --heads 2 --head-dim 128 --steps 1500 --log hd128.jsonl
     python benchmarks/transport_probe.py --heads 2 --head-dim 128 --position latent --steps 1000 --log lat.jsonl --sheet lat.png
+    python benchmarks/vae_capacity.py --steps 800 --variant pos:vae.z_dim=36,vae.position_channels=4 --save vaes
+    python benchmarks/transport_probe.py --heads 2 --head-dim 128 --position codec --vae vaes/pos --log codec.jsonl
 
 Every world so far renders a LoRA's spin or zoom as a dissolve: from pure noise, its transformer predicts
 content only where the content's source lies within about a token of it (docs/results.md, Sessions 20-22).
@@ -33,6 +35,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from p2e_cli.world.position import position_grid
+
+POSITION = 4  # position channels of --position input/latent/codec
 MOTIONS = ("still", "turn-cw", "turn-ccw", "zoom-in", "zoom-out", "slide-left", "slide-right", "slide-up", "slide-down")
 
 
@@ -61,13 +66,13 @@ def clips(first: torch.Tensor, motion: torch.Tensor, frames: int) -> torch.Tenso
     return torch.stack(out, 2)
 
 
-def tiny_vae():
-    """The shipped tiny world's VAE, float32."""
+def load_vae(folder: Path | None = None):
+    """An AutoencoderKLWan folder (`benchmarks/vae_capacity.py --save`), else the shipped tiny world's VAE; float32."""
     from diffusers import AutoencoderKLWan
 
     from p2e_cli.world.shipped import shipped_world
 
-    return AutoencoderKLWan.from_pretrained(shipped_world("tiny") / "vae").float().eval()
+    return AutoencoderKLWan.from_pretrained(folder or shipped_world("tiny") / "vae").float().eval()
 
 
 @torch.no_grad()
@@ -92,16 +97,8 @@ def first_latents(vae, split: str, n: int, seed: int) -> torch.Tensor:
     return torch.cat([encode_latents(pipe, video[i:i + 32]) for i in range(0, n, 32)])[:, :, 0]
 
 
-def position_channels(x: torch.Tensor) -> torch.Tensor:
-    """(x, y, cos pi x, cos pi y) of every latent pixel, (B, 4, F, h, w) like x (B, C, F, h, w)."""
-    b, _, f, h, w = x.shape
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-    pos = torch.stack([xs, ys, torch.cos(math.pi * xs), torch.cos(math.pi * ys)])
-    return pos[None, :, None].expand(b, -1, f, -1, -1).to(x)
-
-
 class WithPosition(torch.nn.Module):
-    """`--position input`, the upper bound of absolute position: position_channels appended, clean, to every
+    """`--position input`, the upper bound of absolute position: position_grid appended, clean, to every
     frame's input channels (what Wan's RoPE-only transformer never gets). `module` is the Wan transformer, which
     flow_prediction reads the patch size from."""
 
@@ -110,18 +107,30 @@ class WithPosition(torch.nn.Module):
         self.module = module
 
     def forward(self, hidden_states: torch.Tensor, **kwargs):
-        return self.module(hidden_states=torch.cat([hidden_states, position_channels(hidden_states)], 1), **kwargs)
+        return self.module(hidden_states=torch.cat([hidden_states, position_grid(hidden_states)], 1), **kwargs)
 
 
-def make_model(args) -> torch.nn.Module:
+def probe_clips(first: torch.Tensor, motion: torch.Tensor, frames: int, position: str) -> torch.Tensor:
+    """The clips of a --position mode: `codec` keeps the codec's own position channels (its last 4) as frame 0 has
+    them in every frame (a codec writes where a pixel is, not what moved there) and moves the rest; `latent`
+    appends the exact grid to the moved latents."""
+    if position == "codec":
+        still = first[:, -POSITION:, None].expand(-1, -1, frames, -1, -1)
+        return torch.cat([clips(first[:, :-POSITION], motion, frames), still], 1)
+    moved = clips(first, motion, frames)
+    return torch.cat([moved, position_grid(moved)], 1) if position == "latent" else moved
+
+
+def make_model(args, channels: int) -> torch.nn.Module:
     from diffusers import WanTransformer3DModel
 
     from p2e_cli.world.build import wan_init
 
     torch.manual_seed(args.seed)
     model = WanTransformer3DModel(patch_size=tuple(args.patch), num_attention_heads=args.heads,
-                                  attention_head_dim=args.head_dim, in_channels=32 if args.position == "none" else 36,
-                                  out_channels=36 if args.position == "latent" else 32, text_dim=384,
+                                  attention_head_dim=args.head_dim,
+                                  in_channels=channels + (POSITION if args.position == "input" else 0),
+                                  out_channels=channels, text_dim=384,
                                   freq_dim=256, ffn_dim=args.ffn, num_layers=args.layers, cross_attn_norm=True,
                                   qk_norm="rms_norm_across_heads")
     model = wan_init(model)
@@ -130,16 +139,15 @@ def make_model(args) -> torch.nn.Module:
 
 @torch.no_grad()
 def evaluate(model, first: torch.Tensor, texts: torch.Tensor, frames: int, steps: int = 8,
-             shift: float = 3.0, latent_position: bool = False) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]]:
-    """(metrics, truth clips, {"x0": ..., "euler": ...} predictions), clips ordered view-major, motion-minor."""
+             shift: float = 3.0, position: str = "none") -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]]:
+    """(metrics, truth clips, {"x0": ..., "euler": ...} predictions), clips ordered view-major, motion-minor; the
+    metrics on the image channels (not position channels)."""
     from p2e_cli.training import flow_prediction, shifted_sigmas
 
     model.eval()
     n, k = len(first), len(MOTIONS)
     motion = torch.arange(k).repeat(n)
-    truth = clips(first.repeat_interleave(k, 0), motion, frames)
-    if latent_position:
-        truth = torch.cat([truth, position_channels(truth)], 1)
+    truth = probe_clips(first.repeat_interleave(k, 0), motion, frames, position)
     noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(1))
     rows = {}
     # x0 at sigma 1: x_1 = noise, x0 = x_1 - v
@@ -156,8 +164,10 @@ def evaluate(model, first: torch.Tensor, texts: torch.Tensor, frames: int, steps
     rows["euler"] = x
     for pred in rows.values():
         pred[:, :, :1] = truth[:, :, :1]  # the conditioning frame, as the pipeline keeps it
-    truth, rows = truth[:, :32], {name: pred[:, :32] for name, pred in rows.items()}  # the image channels
     model.train()
+    whole = truth, rows  # for the sheet: the position channels too
+    image = truth.shape[1] - (POSITION if position in ("latent", "codec") else 0)
+    truth, rows = truth[:, :image], {name: pred[:, :image] for name, pred in rows.items()}
     out = {}
     copy = ((truth[:, :, 1:] - truth[:, :, :1]) ** 2).mean()
     truths = truth.view(n, k, *truth.shape[1:])[:, :, :, 1:]
@@ -168,7 +178,7 @@ def evaluate(model, first: torch.Tensor, texts: torch.Tensor, frames: int, steps
         hit = (d.argmin(-1) == torch.arange(k)).float()
         out[f"{name}_ident"] = float(hit.mean())
         out[f"{name}_ident_by_motion"] = {m: round(float(h), 3) for m, h in zip(MOTIONS, hit.mean(0))}
-    return out, truth, rows
+    return out, *whole
 
 
 def write_sheet(vae, truth: torch.Tensor, rows: dict[str, torch.Tensor], out: Path) -> None:
@@ -179,7 +189,7 @@ def write_sheet(vae, truth: torch.Tensor, rows: dict[str, torch.Tensor], out: Pa
     clips_, labels = [], []
     for m, motion in enumerate(MOTIONS):
         for name, x in (("truth", truth), *rows.items()):
-            clips_.append(decode_latents(vae, x[m:m + 1]))
+            clips_.append(decode_latents(vae, x[m:m + 1, :vae.config.z_dim]))  # latent: the exact grid off
             labels.append(f"{motion}: {name}")
     write_image(contact_sheet(clips_, labels, max_columns=17), out)
 
@@ -191,10 +201,13 @@ def main() -> None:
     p.add_argument("--ffn", type=int, default=1024)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--patch", type=int, nargs=3, default=(1, 2, 2))
-    p.add_argument("--position", choices=("none", "input", "latent"), default="none",
+    p.add_argument("--position", choices=("none", "input", "latent", "codec"), default="none",
                    help="exact position channels: appended clean to every frame's input (input, an upper bound), or "
                         "carried as 4 more latent channels, noised and predicted like the rest (latent: what a codec "
-                        "that writes position into its latents would give)")
+                        "that writes position into its latents would give); codec: the --vae's own last 4 channels "
+                        "(vae.position_channels=4), as its encoder wrote them")
+    p.add_argument("--vae", type=Path, help="AutoencoderKLWan folder (benchmarks/vae_capacity.py --save; default: "
+                                            "the shipped tiny world's)")
     p.add_argument("--frames", type=int, default=5, help="latent frames (5 = 17 video frames at 4x)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch", type=int, default=8)
@@ -213,11 +226,11 @@ def main() -> None:
 
     from p2e_cli.training import cosine_lr, flow_matching_loss, shifted_sigmas
 
-    vae = tiny_vae()
+    vae = load_vae(args.vae)
     pool = first_latents(vae, "train", args.pool, seed=1)
     held = first_latents(vae, "heldout", 8, seed=2)
     texts = torch.randn(len(MOTIONS), 4, 384, generator=torch.Generator().manual_seed(3))
-    model = make_model(args)
+    model = make_model(args, pool.shape[1] + (POSITION if args.position == "latent" else 0))
     if args.init:
         model.load_state_dict(torch.load(args.init, weights_only=True))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
@@ -228,8 +241,7 @@ def main() -> None:
     smooth = None
     for step in range(args.steps + 1):
         if step % args.every == 0:
-            metrics, truth, predictions = evaluate(model, held, texts, args.frames,
-                                                   latent_position=args.position == "latent")
+            metrics, truth, predictions = evaluate(model, held, texts, args.frames, position=args.position)
             row = {"step": step, "seconds": round(time.time() - start, 1), "loss": smooth, "params": params, **metrics}
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")
@@ -244,9 +256,7 @@ def main() -> None:
             group["lr"] = cosine_lr(step, args.steps, args.lr, warmup=100)
         pick = torch.randint(len(pool), (args.batch,), generator=g)
         motion = torch.randint(len(MOTIONS), (args.batch,), generator=g)
-        latents = clips(pool[pick], motion, args.frames)
-        if args.position == "latent":
-            latents = torch.cat([latents, position_channels(latents)], 1)
+        latents = probe_clips(pool[pick], motion, args.frames, args.position)
         sigmas = shifted_sigmas(torch.rand(args.batch, generator=g), 3.0)
         noise = torch.randn(latents.shape, generator=g)
         loss = flow_matching_loss(model, latents, texts[motion], sigmas, noise).mean()

@@ -9,7 +9,8 @@ reconstruction PSNR on the held-out neutral clips `p2e world eval` uses (8 clips
 shapes; they do not predict the full 4000-step figure (the shipped VAE: 24.82 dB). `--every K` also
 prints the held-out PSNR every K steps (mid-schedule, so below what the finished cosine run reaches).
 `--effects` also prints the round trip of every library effect's exact ground truth on the held-out
-identification photos (median / p10 / min dB: the figures issue 29 gates the world on).
+identification photos (median / p10 / min dB: the figures issue 29 gates the world on). A variant with
+vae.position_channels also prints how exactly its encoder writes them (p2e_cli/world/position.py).
 Runs on the GPU when there is one (the same loop `p2e world build` uses).
 """
 
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--every", type=int, default=0, help="also print the held-out PSNR every K steps")
     parser.add_argument("--effects", action="store_true", help="also print the VAE round trip of every library effect")
+    parser.add_argument("--save", type=Path, help="write each trained VAE, with its latent statistics, to SAVE/NAME "
+                                                  "(an AutoencoderKLWan folder: benchmarks/transport_probe.py --vae)")
     args = parser.parse_args()
     variants = [v.split(":", 1) for v in args.variant or ["shipped:"]]
     for name, overrides in variants:
@@ -69,6 +72,17 @@ def main() -> None:
         params = sum(p.numel() for p in vae.parameters()) / 1e6
         print(f"{name}: {overrides or '(recipe)'}  {params:.2f}M parameters, {per_step:.2f} s/step, "
               f"held-out PSNR {value:.2f} dB after {recipe.vae.steps} steps", flush=True)
+        if recipe.vae.position_channels:
+            from p2e_cli.world.position import position_rmse
+
+            print(f"{name}: position channels RMS error {position_rmse(vae, clips, recipe.vae.position_channels):.4f} "
+                  "(held-out clips; the frame spans 2)", flush=True)
+        if args.save:
+            from p2e_cli.world.build import latent_statistics
+
+            mean, std = latent_statistics(vae, recipe, bank)
+            vae.register_to_config(latents_mean=mean, latents_std=std)
+            vae.save_pretrained(args.save / name, safe_serialization=True)
         if args.effects:
             from p2e_cli.identify import psnr_summary, vae_effect_psnr
 

@@ -82,6 +82,10 @@ class WorldVae:
     lr: float = bounded(1e-3, 0.0, 1.0)
     warmup_steps: int = bounded(100, 0, STEPS_MAX)
     first_frame_weight: float = bounded(0.0, 0.0, 100.0)
+    # the last position_channels of the z_dim latent channels carry each latent pixel's place in the frame,
+    # (x, y, cos pi x, cos pi y) up to 4, trained into the encoder with this weight (p2e_cli/world/position.py)
+    position_channels: int = bounded(0, 0, 4)
+    position_weight: float = bounded(1.0, 0.0, 100.0)
 
 
 @dataclass

@@ -57,7 +57,7 @@ REAL_WAN_SETTINGS: dict[str, Any] = {
     "max_sequence_length": 512, "frames": 81, "size": [832, 480], "steps": 40, "guidance": 5.0, "fps": 16,
 }
 SETTING_TYPES: dict[str, type] = {"max_sequence_length": int, "frames": int, "steps": int, "guidance": float,
-                                  "fps": int, "flow_shift": float}
+                                  "fps": int, "flow_shift": float, "position_channels": int}
 
 
 @dataclass(frozen=True)

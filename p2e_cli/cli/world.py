@@ -104,6 +104,8 @@ def eval_(base: Optional[str] = typer.Argument(None, help="Base to evaluate (def
         e = report["loss_effects_heldout"]
         console.out.print(f"world {record.name or record.id}, held-out photos only")
         console.out.print(f"  VAE reconstruction PSNR (neutral clips)  {report['vae_psnr_heldout_clips']:.2f} dB")
+        if "vae_position_rmse" in report:
+            console.out.print(f"  VAE position channels, RMS error         {report['vae_position_rmse']:.3f} (frame spans 2)")
         if identify:
             console.out.print(f"  VAE PSNR, every effect (median/p10/min)  {report['vae_psnr_effects_median']:.2f} / "
                               f"{report['vae_psnr_effects_p10']:.2f} / {report['vae_psnr_effects_min']:.2f} dB")

@@ -28,6 +28,7 @@ from ..training import (cosine_lr, distributed_state, flow_matching_loss, make_a
 from .captions import caption_embeddings, encode_prompts, read_caption_file
 from .change import corpus_clips
 from .corpus import ALL_CAPTIONS, captions, photo_bank
+from .position import position_loss
 
 MODEL_INDEX = {
     "_class_name": "WanImageToVideoPipeline",
@@ -60,6 +61,9 @@ def make_vae(recipe: WorldRecipe, decoder_base_dim: int | None = None):
 
     v = recipe.vae
     downsamples = len(v.dim_mult) - 1
+    if v.position_channels >= v.z_dim:
+        raise P2EError(f"vae.position_channels ({v.position_channels}) must leave content channels in vae.z_dim "
+                       f"({v.z_dim})", hint="raise vae.z_dim or lower vae.position_channels")
     if len(v.temporal_downsample) != downsamples:
         raise P2EError(f"vae.temporal_downsample needs {downsamples} entries (one per down stage), "
                        f"got {len(v.temporal_downsample)}")
@@ -258,8 +262,10 @@ def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor], stage: str 
     """L1 + MSE reconstruction of the corpus's clips (and single images every `image_every` steps).
     A codec needs no notion of up or of scale, so views come from photo banks of several
     resolutions and are rotated/flipped at random: more variety from 20 photos, less overfitting.
-    The decoder stage uses it too (its own data draws, batch size; the frozen encoder gets no grad)."""
+    The decoder stage uses it too (its own data draws, batch size; the frozen encoder gets no grad).
+    With vae.position_channels, the VAE stage also trains the encoder to write the position grid there."""
     v = recipe.vae
+    position = v.position_channels if stage == "vae" else 0
 
     def data(step: int) -> torch.Tensor:
         g = step_generator(recipe.seed, stage, step)
@@ -276,8 +282,11 @@ def vae_loss_fn(vae, recipe: WorldRecipe, banks: list[torch.Tensor], stage: str 
 
     def loss(clips: torch.Tensor) -> torch.Tensor:
         clips = clips.to(vae.device)
-        recon = vae.decode(vae.encode(clips).latent_dist.mode()).sample
+        mean = vae.encode(clips).latent_dist.mode()
+        recon = vae.decode(mean).sample
         total = F.l1_loss(recon, clips) + F.mse_loss(recon, clips)
+        if position:
+            total = total + v.position_weight * position_loss(mean, position)
         if v.first_frame_weight and clips.shape[2] > 1:
             # the first frame is encoded alone and conditions every I2V render: weigh it up
             first, target = recon[:, :, :1], clips[:, :, :1]
@@ -366,7 +375,8 @@ def transformer_loss_fn(transformer, recipe: WorldRecipe, corpus: dict[str, torc
 def base_settings(recipe: WorldRecipe) -> dict[str, Any]:
     return {"max_sequence_length": recipe.max_sequence_length, "frames": recipe.frames,
             "size": [recipe.size, recipe.size], "steps": recipe.render.steps, "guidance": recipe.render.guidance,
-            "fps": recipe.render.fps, "flow_shift": recipe.render.flow_shift, "world": recipe.name}
+            "fps": recipe.render.fps, "flow_shift": recipe.render.flow_shift, "world": recipe.name,
+            "position_channels": recipe.vae.position_channels}
 
 
 def export(out: Path, recipe: WorldRecipe, vae, transformer, text_dir: Path | None = None) -> Path:

@@ -11,6 +11,7 @@ import torch
 from ..metrics import frames_psnr, vae_psnr
 from .build import step_generator
 from .corpus import neutral_clips, photo_bank
+from .position import position_rmse
 
 
 def heldout_neutral_clips(n: int, frames: int, size: int, seed: int = 1234) -> torch.Tensor:
@@ -53,7 +54,8 @@ def base_identification(renderer, size: int) -> dict:
 
 
 def world_report(base, photos: int = 4, clips: int = 8, effect_sample: int = 12, sheet=None, identify: bool = True) -> dict:
-    """Every figure `p2e world eval` prints, measured on held-out photos only. With `identify`: the VAE
+    """Every figure `p2e world eval` prints, measured on held-out photos only (a codec with position channels: also
+    their error). With `identify`: the VAE
     round trip of every library effect's ground truth and the bare base's effect identification
     (rendered with each effect's prompt; a base must not perform effects by itself)."""
     from .. import effects as fx
@@ -72,6 +74,8 @@ def world_report(base, photos: int = 4, clips: int = 8, effect_sample: int = 12,
     pipe = renderer.pipe
     neutral = heldout_neutral_clips(clips, frames, size)
     report = {"vae_psnr_heldout_clips": vae_psnr(pipe.vae, neutral)}
+    if settings.get("position_channels"):
+        report["vae_position_rmse"] = position_rmse(pipe.vae, neutral, settings["position_channels"])
     if identify:
         from .. import identify as ident
 
