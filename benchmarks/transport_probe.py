@@ -110,13 +110,14 @@ class WithPosition(torch.nn.Module):
         return self.module(hidden_states=torch.cat([hidden_states, position_grid(hidden_states)], 1), **kwargs)
 
 
-def probe_clips(first: torch.Tensor, motion: torch.Tensor, frames: int, position: str) -> torch.Tensor:
-    """The clips of a --position mode: `codec` keeps the codec's own position channels (its last 4) as frame 0 has
+def probe_clips(first: torch.Tensor, motion: torch.Tensor, frames: int, position: str,
+                codec: int = POSITION) -> torch.Tensor:
+    """The clips of a --position mode: `codec` keeps the codec's own position channels (its last `codec`) as frame 0 has
     them in every frame (a codec writes where a pixel is, not what moved there) and moves the rest; `latent`
     appends the exact grid to the moved latents."""
     if position == "codec":
-        still = first[:, -POSITION:, None].expand(-1, -1, frames, -1, -1)
-        return torch.cat([clips(first[:, :-POSITION], motion, frames), still], 1)
+        still = first[:, -codec:, None].expand(-1, -1, frames, -1, -1)
+        return torch.cat([clips(first[:, :-codec], motion, frames), still], 1)
     moved = clips(first, motion, frames)
     return torch.cat([moved, position_grid(moved)], 1) if position == "latent" else moved
 
@@ -139,7 +140,7 @@ def make_model(args, channels: int) -> torch.nn.Module:
 
 @torch.no_grad()
 def evaluate(model, first: torch.Tensor, texts: torch.Tensor, frames: int, steps: int = 8,
-             shift: float = 3.0, position: str = "none") -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]]:
+             shift: float = 3.0, position: str = "none", codec: int = POSITION) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]]:
     """(metrics, truth clips, {"x0": ..., "euler": ...} predictions), clips ordered view-major, motion-minor; the
     metrics on the image channels (not position channels)."""
     from p2e_cli.training import flow_prediction, shifted_sigmas
@@ -147,7 +148,7 @@ def evaluate(model, first: torch.Tensor, texts: torch.Tensor, frames: int, steps
     model.eval()
     n, k = len(first), len(MOTIONS)
     motion = torch.arange(k).repeat(n)
-    truth = probe_clips(first.repeat_interleave(k, 0), motion, frames, position)
+    truth = probe_clips(first.repeat_interleave(k, 0), motion, frames, position, codec)
     noise = torch.randn(truth.shape, generator=torch.Generator().manual_seed(1))
     rows = {}
     # x0 at sigma 1: x_1 = noise, x0 = x_1 - v
@@ -166,7 +167,7 @@ def evaluate(model, first: torch.Tensor, texts: torch.Tensor, frames: int, steps
         pred[:, :, :1] = truth[:, :, :1]  # the conditioning frame, as the pipeline keeps it
     model.train()
     whole = truth, rows  # for the sheet: the position channels too
-    image = truth.shape[1] - (POSITION if position in ("latent", "codec") else 0)
+    image = truth.shape[1] - {"latent": POSITION, "codec": codec}.get(position, 0)
     truth, rows = truth[:, :image], {name: pred[:, :image] for name, pred in rows.items()}
     out = {}
     copy = ((truth[:, :, 1:] - truth[:, :, :1]) ** 2).mean()
@@ -204,8 +205,9 @@ def main() -> None:
     p.add_argument("--position", choices=("none", "input", "latent", "codec"), default="none",
                    help="exact position channels: appended clean to every frame's input (input, an upper bound), or "
                         "carried as 4 more latent channels, noised and predicted like the rest (latent: what a codec "
-                        "that writes position into its latents would give); codec: the --vae's own last 4 channels "
-                        "(vae.position_channels=4), as its encoder wrote them")
+                        "that writes position into its latents would give); codec: the --vae's own last "
+                        "--codec-channels (its vae.position_channels), as its encoder wrote them")
+    p.add_argument("--codec-channels", type=int, default=POSITION, help="position channels of a --position codec VAE")
     p.add_argument("--vae", type=Path, help="AutoencoderKLWan folder (benchmarks/vae_capacity.py --save; default: "
                                             "the shipped tiny world's)")
     p.add_argument("--frames", type=int, default=5, help="latent frames (5 = 17 video frames at 4x)")
@@ -241,7 +243,8 @@ def main() -> None:
     smooth = None
     for step in range(args.steps + 1):
         if step % args.every == 0:
-            metrics, truth, predictions = evaluate(model, held, texts, args.frames, position=args.position)
+            metrics, truth, predictions = evaluate(model, held, texts, args.frames, position=args.position,
+                                                   codec=args.codec_channels)
             row = {"step": step, "seconds": round(time.time() - start, 1), "loss": smooth, "params": params, **metrics}
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")
@@ -256,7 +259,7 @@ def main() -> None:
             group["lr"] = cosine_lr(step, args.steps, args.lr, warmup=100)
         pick = torch.randint(len(pool), (args.batch,), generator=g)
         motion = torch.randint(len(MOTIONS), (args.batch,), generator=g)
-        latents = probe_clips(pool[pick], motion, args.frames, args.position)
+        latents = probe_clips(pool[pick], motion, args.frames, args.position, args.codec_channels)
         sigmas = shifted_sigmas(torch.rand(args.batch, generator=g), 3.0)
         noise = torch.randn(latents.shape, generator=g)
         loss = flow_matching_loss(model, latents, texts[motion], sigmas, noise).mean()

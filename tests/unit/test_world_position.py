@@ -1,7 +1,6 @@
-"""Position channels of a world codec (vae.position_channels): the grid, its error measure, and a micro build whose
+"""Position channels of a world codec (vae.position_channels): the grid, its error measure, and a micro VAE whose
 encoder learns to write them (and one without the loss, which does not)."""
 
-import json
 import math
 from types import SimpleNamespace
 
@@ -10,12 +9,10 @@ import torch
 
 from p2e_cli.errors import P2EError
 from p2e_cli.recipes import load_recipe
-from p2e_cli.world.build import Checkpoints, build_world, codec_banks, make_vae, train, vae_loss_fn
+from p2e_cli.world.build import Checkpoints, codec_banks, make_vae, train, vae_loss_fn
 from p2e_cli.world.corpus import photo_bank
 from p2e_cli.world.position import position_grid, position_rmse
 from p2e_cli.world.quality import heldout_neutral_clips
-
-POSITION = ["vae.z_dim=6", "vae.position_channels=2", "vae.steps=40"]
 
 
 def test_position_grid_runs_across_the_frame_and_stays_still_in_time():
@@ -55,22 +52,19 @@ def test_position_channels_must_leave_content_channels():
 
 
 def test_the_codec_learns_to_write_its_position_channels(tmp_path):
-    """A micro build with two position channels: its encoder writes the grid on held-out photos' clips within a
-    fifth of the frame after 40 steps, the base records them for `p2e world eval`; the same VAE stage without the
-    loss writes nothing of the kind."""
-    from diffusers import AutoencoderKLWan
+    """world-micro's VAE stage (two position channels) for 40 steps: its encoder writes the grid on held-out
+    photos' clips within a sixth of the frame; the same stage without the loss writes nothing of the kind.
+    (The micro world of the other tests records the channels for `p2e world eval`: tests/cli/test_world_eval_cli.py.)"""
+    clips = heldout_neutral_clips(4, 5, 32)
 
-    recipe = load_recipe("world-micro", POSITION + ["transformer.steps=2", "transformer.corpus_clips=8"])
-    out = build_world(recipe, tmp_path / "w")
-    clips = heldout_neutral_clips(4, recipe.frames, recipe.size)
-    learned = position_rmse(AutoencoderKLWan.from_pretrained(out / "vae").float().eval(), clips, 2)
-    assert json.loads((out / "p2e_base.json").read_text())["position_channels"] == 2
+    def trained(weight: float) -> float:
+        recipe = load_recipe("world-micro", ["vae.steps=40", f"vae.position_weight={weight}"])
+        torch.manual_seed(recipe.seed)
+        vae = make_vae(recipe)
+        train("vae", vae, vae_loss_fn(vae, recipe, codec_banks(recipe, photo_bank("train", 2 * recipe.size))),
+              steps=recipe.vae.steps, lr=recipe.vae.lr, warmup=recipe.vae.warmup_steps,
+              checkpoints=Checkpoints(tmp_path / str(weight)), every=recipe.vae.steps)
+        return position_rmse(vae.eval(), clips, recipe.vae.position_channels)
 
-    blind = load_recipe("world-micro", POSITION + ["vae.position_weight=0"])
-    torch.manual_seed(blind.seed)
-    vae = make_vae(blind)
-    train("vae", vae, vae_loss_fn(vae, blind, codec_banks(blind, photo_bank("train", 2 * blind.size))),
-          steps=blind.vae.steps, lr=blind.vae.lr, warmup=blind.vae.warmup_steps,
-          checkpoints=Checkpoints(tmp_path / "blind"), every=blind.vae.steps)
-    unlearned = position_rmse(vae.eval(), clips, 2)
-    assert learned < 0.3 < 0.6 < unlearned, (learned, unlearned)
+    learned, blind = trained(1.0), trained(0.0)
+    assert learned < 0.3 < 0.6 < blind, (learned, blind)
