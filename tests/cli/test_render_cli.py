@@ -36,7 +36,7 @@ def read_png(path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("component,key,value,named", [
-    ("vae", "latents_mean", [0.0] * 16, "latents_mean has 16 entries, z_dim is 6"),
+    ("vae", "latents_mean", [0.0] * 16, "latents_mean has 16 entries, z_dim is 4"),
     ("vae", "z_dim", "four", "z_dim='four'"),
     ("transformer", "num_layers", 1e9, "num_layers=1000000000.0"),
 ])

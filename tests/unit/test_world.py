@@ -94,7 +94,7 @@ def test_residual_vae_world_loads_as_a_wan22_style_vae(tmp_path):
     vae = AutoencoderKLWan.from_pretrained(out / "vae")
     assert vae.config.is_residual and hasattr(vae.encoder.down_blocks[0], "avg_shortcut")
     clip = torch.zeros(1, 3, 5, 32, 32)
-    assert vae.encode(clip).latent_dist.mode().shape == (1, 6, 2, 8, 8)
+    assert vae.encode(clip).latent_dist.mode().shape == (1, 4, 2, 8, 8)
 
 
 def test_coded_captions_reach_the_transformer_stage(tmp_path):
@@ -290,7 +290,7 @@ def test_wan_init_starts_the_transformer_from_a_zero_velocity():
 
     from p2e_cli.world.build import make_transformer
 
-    x = torch.randn(1, 6, 2, 8, 8)
+    x = torch.randn(1, 4, 2, 8, 8)
     kwargs = dict(hidden_states=x, timestep=torch.tensor([500.0]), encoder_hidden_states=torch.randn(1, 3, 384),
                   return_dict=False)
     wan = make_transformer(load_recipe("world-micro", ["transformer.init=wan"]))

@@ -52,13 +52,14 @@ def test_position_channels_must_leave_content_channels():
 
 
 def test_the_codec_learns_to_write_its_position_channels(tmp_path):
-    """world-micro's VAE stage (two position channels) for 40 steps: its encoder writes the grid on held-out
+    """world-micro's VAE stage with two position channels, 40 steps: its encoder writes the grid on held-out
     photos' clips within a sixth of the frame; the same stage without the loss writes nothing of the kind.
-    (The micro world of the other tests records the channels for `p2e world eval`: tests/cli/test_world_eval_cli.py.)"""
+    (A build records the channels for `p2e world eval`: tests/cli/test_world_eval_cli.py.)"""
     clips = heldout_neutral_clips(4, 5, 32)
 
     def trained(weight: float) -> float:
-        recipe = load_recipe("world-micro", ["vae.steps=40", f"vae.position_weight={weight}"])
+        recipe = load_recipe("world-micro", ["vae.z_dim=6", "vae.position_channels=2", "vae.steps=40",
+                                              f"vae.position_weight={weight}"])
         torch.manual_seed(recipe.seed)
         vae = make_vae(recipe)
         train("vae", vae, vae_loss_fn(vae, recipe, codec_banks(recipe, photo_bank("train", 2 * recipe.size))),
