@@ -2,8 +2,10 @@
 channels (recipe `vae.position_channels`), so that the transformer, whose RoPE attention knows only relative
 offsets, can lay out motions that depend on where a pixel is -- turns, zooms, a melt that starts at the top
 (benchmarks/transport_probe.py measured this, docs/results.md Session 23). The channels are constant over time
-and trained into the encoder by an auxiliary loss (zero padding and its attention let a conv encoder compute
-them); the stock AutoencoderKLWan and WanImageToVideoPipeline carry them like any other latent channel.
+and trained into the encoder by an auxiliary loss: its convolutions read them off the zero padding, exactly near
+the borders and blurred in the middle of a 64x64 frame (attention, with no position of its own, adds none;
+docs/results.md Session 24). The stock AutoencoderKLWan and WanImageToVideoPipeline carry them like any other
+latent channel.
 """
 
 from __future__ import annotations
