@@ -20,14 +20,16 @@ from .corpus import ALL_CAPTIONS
 
 def encode_prompts(texts: list[str], max_sequence_length: int) -> torch.Tensor:
     """Prompt embeddings exactly as WanImageToVideoPipeline makes them (MiniLM, zero-padded)."""
-    from diffusers import WanImageToVideoPipeline
-    from transformers import BertModel, BertTokenizerFast
-
     from ..encode import encode_texts
+    from ..wan import quiet_libraries
 
-    pipe = WanImageToVideoPipeline(tokenizer=BertTokenizerFast.from_pretrained(minilm_dir()),
-                                   text_encoder=BertModel.from_pretrained(minilm_dir()).eval(), vae=None,
-                                   scheduler=None, transformer=None, expand_timesteps=True)
+    with quiet_libraries():  # no "Loading weights" bar or torchvision notice inside the build's own progress
+        from diffusers import WanImageToVideoPipeline
+        from transformers import BertModel, BertTokenizerFast
+
+        pipe = WanImageToVideoPipeline(tokenizer=BertTokenizerFast.from_pretrained(minilm_dir()),
+                                       text_encoder=BertModel.from_pretrained(minilm_dir()).eval(), vae=None,
+                                       scheduler=None, transformer=None, expand_timesteps=True)
     return encode_texts(pipe, texts, max_sequence_length)
 
 
