@@ -21,19 +21,33 @@ from __future__ import annotations
 import argparse
 import time
 
-from p2e_cli.world.change import _FAR, _PAN, _TURN, _ZOOM
+import torch
 
-# code prompt -> (motion, the library effect that performs it, its opposite)
-CODES = {
-    _TURN[5]: ("turn +large", "spin-ccw", "spin-cw"),
-    _TURN[0]: ("turn -large", "spin-cw", "spin-ccw"),
-    _ZOOM[5]: ("zoom +large", "zoom-in", "zoom-out"),
-    _ZOOM[0]: ("zoom -large", "zoom-out", "zoom-in"),
-    f"{_PAN[0]} {_FAR}": ("pan +x far", "slide-right", "slide-left"),
-    f"{_PAN[4]} {_FAR}": ("pan -x far", "slide-left", "slide-right"),
-    f"{_PAN[2]} {_FAR}": ("pan +y far", "slide-down", "slide-up"),
-    f"{_PAN[6]} {_FAR}": ("pan -y far", "slide-up", "slide-down"),
+from p2e_cli.world.change import motion_codes
+
+# a pure motion, summarised as change.warp summarises a clip (mean over its frames) -> the effect that performs
+# it and its opposite
+MOTIONS = {
+    "turn +large": (dict(turns=0.5), "spin-ccw", "spin-cw"),
+    "turn -large": (dict(turns=-0.5), "spin-cw", "spin-ccw"),
+    "zoom +large": (dict(zoom=0.7), "zoom-in", "zoom-out"),
+    "zoom -large": (dict(zoom=-0.7), "zoom-out", "zoom-in"),
+    "pan +x far": (dict(pan=(0.5, 0.0)), "slide-right", "slide-left"),
+    "pan -x far": (dict(pan=(-0.5, 0.0)), "slide-left", "slide-right"),
+    "pan +y far": (dict(pan=(0.0, 0.5)), "slide-down", "slide-up"),
+    "pan -y far": (dict(pan=(0.0, -0.5)), "slide-up", "slide-down"),
 }
+
+
+def code_of(motion: dict) -> str:
+    """The caption a coded build gives a clip whose only change is `motion` (change.motion_codes itself)."""
+    summary = {key: torch.tensor([float(motion.get(key, 0.0))]) for key in ("turns", "zoom", "squash", "shear", "twist")}
+    summary.update(pan=torch.tensor([motion.get("pan", (0.0, 0.0))]), centre=torch.zeros(1, 2),
+                   piecewise=torch.tensor([False]), smooth=torch.tensor([False]))
+    use = {key: torch.tensor([False]) for key in ("colour", "mask", "shape")}
+    return motion_codes(summary, use, torch.tensor([True]))[0]
+
+
 GENERIC = "the scene changes"
 
 
@@ -53,7 +67,8 @@ def main() -> None:
     size = base_settings(base)["size"][1]
     renderer = Renderer(base)
     hits, shown = 0, []
-    for prompt, (motion, effect, opposite) in [*CODES.items(), (GENERIC, ("generic", "still", "still"))]:
+    told = [(name, code_of(motion), effect, opposite) for name, (motion, effect, opposite) in MOTIONS.items()]
+    for motion, prompt, effect, opposite in [*told, ("generic", GENERIC, "still", "still")]:
         start = time.perf_counter()
         renders = identify.render_on_photos(
             lambda image: renderer.render(image, [], RenderParams(prompt=prompt, seed=args.seed)), size)
@@ -62,7 +77,7 @@ def main() -> None:
         print(f"{motion:12s} {prompt!r:20s} {effect} ranks {own['ranks']}  {opposite} ranks {other['ranks']}  "
               f"nearest {own['nearest']}  ({time.perf_counter() - start:.1f} s)", flush=True)
         shown.append((effect, {f"{motion}: {prompt}": renders[identify.PHOTOS[0]]}))
-    print(f"codes identified as their motion's effect: {hits:.0f} of {len(CODES) * len(identify.PHOTOS)} renders")
+    print(f"codes identified as their motion's effect: {hits:.0f} of {len(told) * len(identify.PHOTOS)} renders")
     if args.sheet:
         identify.sheet(shown, identify.PHOTOS[0], args.sheet)
         print(f"wrote {args.sheet}")
