@@ -130,16 +130,30 @@ def delta_nmse(pred: list[tuple["torch.Tensor", "torch.Tensor"]], target: list[t
     return torch.stack(values).mean(0)
 
 
+def delta_nmse_matrix(pred: list[tuple["torch.Tensor", "torch.Tensor"]],
+                      refs: list[tuple["torch.Tensor", "torch.Tensor"]]) -> "torch.Tensor":
+    """(p, k): the mean over layers of ‖ΔŴ_i − ΔW_j‖² / ‖ΔW_j‖² for every prediction i and reference j (delta_nmse
+    of every pair). Per layer, batched factors (n, out, r), (n, r, in); the cross terms <ΔŴ_i, ΔW_j> come from two
+    Gram matmuls of all the factors at once, (p·r × out)(out × k·s) and (p·r × in)(in × k·s)."""
+    import torch
+
+    values = []
+    for (pb, pa), (rb, ra) in zip(pred, refs):
+        (p, _, r), (k, _, s) = pb.shape, rb.shape
+        left = pb.transpose(1, 2).reshape(p * r, -1) @ rb.transpose(1, 2).reshape(k * s, -1).T  # (B_iᵀ B_j)
+        right = pa.reshape(p * r, -1) @ ra.reshape(k * s, -1).T  # (A_i A_jᵀ)
+        cross = (left * right).view(p, r, k, s).sum((1, 3))
+        pp, rr = low_rank_inner(pb, pa, pb, pa), low_rank_inner(rb, ra, rb, ra)
+        values.append((pp[:, None] + rr[None, :] - 2 * cross).clamp_min(0) / rr.clamp_min(1e-12)[None, :])
+    return torch.stack(values).mean(0)
+
+
 def delta_retrieval_ranks(pred: list[tuple["torch.Tensor", "torch.Tensor"]],
                           refs: list[tuple["torch.Tensor", "torch.Tensor"]]) -> "torch.Tensor":
     """Prediction i is for effect i: the 1-based rank of reference i among all k references by ΔW NMSE
     (delta_nmse) to prediction i, ties counted against it. Per layer, pred and refs are batched factors
     (k, out, r), (k, r, in). A network that ignores the prompt ranks its own effect at random."""
-    import torch
-
-    k = pred[0][0].shape[0]
-    nmse = torch.stack([delta_nmse(pred, [(b[j:j + 1].expand(k, -1, -1), a[j:j + 1].expand(k, -1, -1)) for b, a in refs])
-                        for j in range(k)], 1)  # (prediction, reference)
+    nmse = delta_nmse_matrix(pred, refs)  # (prediction, reference)
     return (nmse <= nmse.diagonal()[:, None]).sum(1)
 
 

@@ -77,6 +77,24 @@ def test_identify_and_summarize_rank_real_ground_truth_first_and_a_still_render_
     assert rows[0]["ident_base"]["nearest"] == ["still", "still"]
 
 
+def test_the_nmse_matrix_is_delta_nmse_of_every_pair():
+    """delta_nmse_matrix (all pairs by Gram matmuls) against delta_nmse one pair at a time, other ranks."""
+    import torch
+
+    from p2e_cli.metrics import delta_nmse, delta_nmse_matrix
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(24, 16), (16, 24), (32, 32)]
+    refs = [(torch.randn(6, o, 3, generator=g), torch.randn(6, 3, i, generator=g)) for o, i in shapes]
+    pred = [(torch.randn(4, o, 2, generator=g), torch.randn(4, 2, i, generator=g)) for o, i in shapes]
+    matrix = delta_nmse_matrix(pred, refs)
+    assert matrix.shape == (4, 6)
+    for i in range(4):
+        for j in range(6):
+            pair = delta_nmse([(b[i:i + 1], a[i:i + 1]) for b, a in pred], [(b[j:j + 1], a[j:j + 1]) for b, a in refs])
+            assert torch.allclose(matrix[i, j], pair[0], rtol=1e-4), (i, j)
+
+
 def test_delta_retrieval_catches_a_network_that_writes_zeros_or_ignores_the_prompt():
     """Retrieval (issue 30's test of a hypernetwork): prediction i must be nearest reference i. A
     faithful but noisy network passes; one that writes zeros, or one LoRA for every prompt, fails."""
