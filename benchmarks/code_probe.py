@@ -73,11 +73,11 @@ def main() -> None:
         renders = identify.render_on_photos(
             lambda image: renderer.render(image, [], RenderParams(prompt=prompt, seed=args.seed)), size)
         own, other = identify.identify(effect, renders), identify.identify(opposite, renders)
-        hits += own["top1"] * (prompt != GENERIC) * len(renders)
+        hits += sum(rank == 1 for rank in own["ranks"]) if prompt != GENERIC else 0
         print(f"{motion:12s} {prompt!r:20s} {effect} ranks {own['ranks']}  {opposite} ranks {other['ranks']}  "
               f"nearest {own['nearest']}  ({time.perf_counter() - start:.1f} s)", flush=True)
         shown.append((effect, {f"{motion}: {prompt}": renders[identify.PHOTOS[0]]}))
-    print(f"codes identified as their motion's effect: {hits:.0f} of {len(told) * len(identify.PHOTOS)} renders")
+    print(f"codes identified as their motion's effect: {hits} of {len(told) * len(identify.PHOTOS)} renders")
     if args.sheet:
         identify.sheet(shown, identify.PHOTOS[0], args.sheet)
         print(f"wrote {args.sheet}")

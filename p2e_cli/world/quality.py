@@ -53,6 +53,21 @@ def base_identification(renderer, size: int) -> dict:
             "effects": {r["effect"]: r["ident_base"] for r in rows}}
 
 
+def codec_report(vae, neutral: torch.Tensor, position_channels: int = 0, effects: bool = True) -> dict:
+    """A world's VAE figures (`p2e world eval`; benchmarks/build_vae_check.py on a build's checkpoint): PSNR on the
+    held-out `neutral` clips (B, 3, T, H, W), the position channels' RMS error on them when there are any, and with
+    `effects` every library effect's round trip on the identification photos at the clips' size and length."""
+    report = {"vae_psnr_heldout_clips": vae_psnr(vae, neutral)}
+    if position_channels:
+        report["vae_position_rmse"] = position_rmse(vae, neutral, position_channels)
+    if effects:
+        from .. import identify as ident
+
+        per_effect = ident.vae_effect_psnr(vae, neutral.shape[-1], neutral.shape[2])
+        report.update(ident.psnr_summary(per_effect), vae_psnr_effects=per_effect)
+    return report
+
+
 def world_report(base, photos: int = 4, clips: int = 8, effect_sample: int = 12, sheet=None, identify: bool = True) -> dict:
     """Every figure `p2e world eval` prints, measured on held-out photos only (a codec with position channels: also
     their error). With `identify`: the VAE
@@ -73,15 +88,9 @@ def world_report(base, photos: int = 4, clips: int = 8, effect_sample: int = 12,
     renderer = Renderer(base)
     pipe = renderer.pipe
     neutral = heldout_neutral_clips(clips, frames, size)
-    report = {"vae_psnr_heldout_clips": vae_psnr(pipe.vae, neutral)}
-    if settings.get("position_channels"):
-        report["vae_position_rmse"] = position_rmse(pipe.vae, neutral, settings["position_channels"])
+    report = codec_report(pipe.vae, neutral, settings.get("position_channels", 0), effects=identify)
     if identify:
-        from .. import identify as ident
-
-        per_effect = ident.vae_effect_psnr(pipe.vae, size, frames)
-        report.update(ident.psnr_summary(per_effect), vae_psnr_effects=per_effect,
-                      ident_base=base_identification(renderer, size))
+        report["ident_base"] = base_identification(renderer, size)
 
     rows, first, later = [], [], []
     for name in photo_names("heldout")[:photos]:
